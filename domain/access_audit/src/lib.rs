@@ -382,7 +382,7 @@ pub struct AccessReportRow {
 }
 
 /// Which organisations accessed a person's record, when and in what role, over
-/// `[from, to)`: one row per organisation and role, in order of first access. Rows with
+/// `[from, to)` (looks at the record only: see [`Action::reads_the_record`]): one row per organisation and role, in order of first access. Rows with
 /// only refused attempts are listed too, with no access times of their own beyond the
 /// attempts'.
 pub fn access_report<'a>(
@@ -393,7 +393,7 @@ pub fn access_report<'a>(
 ) -> Vec<AccessReportRow> {
     let mut rows: BTreeMap<(OrganisationId, Role), AccessReportRow> = BTreeMap::new();
     for e in events {
-        if e.person != Some(person) || e.at < from || e.at >= to {
+        if e.person != Some(person) || e.at < from || e.at >= to || !e.action.reads_the_record() {
             continue;
         }
         let row = rows

@@ -587,6 +587,23 @@ impl Action {
     }
 }
 
+impl Action {
+    /// Whether the action shows (part of) a person's record to its user: what an access
+    /// report lists. Consent administration and report runs are audited but are not
+    /// looks at the record.
+    pub const fn reads_the_record(self) -> bool {
+        matches!(
+            self,
+            Action::SearchPeople
+                | Action::ReadDemographics
+                | Action::ReadBannerAlerts
+                | Action::ReadGpSummary
+                | Action::ReadReferrals
+                | Action::ReadSourceDemographics
+        )
+    }
+}
+
 named_enum!(
     /// Why an access was refused. Recorded in the audit; the caller may see less.
     DenyReason, "reason" {

@@ -73,7 +73,7 @@ pub struct Death {
 }
 
 /// Whether a person is alive, and if not whether their record may still be shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VitalStatus {
     /// No death recorded.

@@ -1,0 +1,274 @@
+//! The ports: one small trait per real I/O edge. Each doc comment states the contract
+//! that every adapter keeps; `care-contract` holds the test suite that checks it, run
+//! against the in-memory adapters now and the database adapters later.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use care_access_audit::{AuditEvent, ChainHead, ChainedEvent};
+use care_alert::Alert;
+use care_consent::{Consent, ConsentLevel};
+use care_kernel::{
+    Action, BasisKind, DenyReason, PersonId, Role, Source, SourceId, Timestamp, UpdateOutcome,
+};
+use care_person::{Identifier, NhsNumber, Person, SearchCriteria, VitalStatus};
+use care_referral::Referral;
+use thiserror::Error;
+use uuid::Uuid;
+
+/// Failures of a repository.
+#[derive(Debug, Error)]
+pub enum RepoError {
+    /// The record changed since it was loaded (optimistic locking): reload and retry.
+    #[error("the record was changed by someone else")]
+    Conflict,
+    /// Another live record already holds one of the identifiers being saved.
+    #[error("another record already holds identifier {0}")]
+    IdentifierTaken(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// People. Contract:
+/// - `get` returns the record with that id, merged-away records included, else `None`.
+/// - `find_by_identifier` returns the one live (not merged-away) record holding it.
+/// - `search` returns live records that [`Person::matches`] the criteria, ordered by id,
+///   at most `limit`; whether a record may be shown is not its concern.
+/// - `save` stores a record whose `version()` equals the stored version (0 for a new
+///   record) and returns the new version; otherwise `Conflict`. An identifier held by
+///   another live record gives `IdentifierTaken` and stores nothing.
+/// - `save_merge` stores a survivor and its retired record atomically, same rules.
+#[async_trait]
+pub trait PersonRepository: Send + Sync {
+    /// The record with this id.
+    async fn get(&self, id: PersonId) -> Result<Option<Person>, RepoError>;
+    /// The live record holding this identifier.
+    async fn find_by_identifier(&self, id: &Identifier) -> Result<Option<Person>, RepoError>;
+    /// Live records matching the criteria.
+    async fn search(
+        &self,
+        criteria: &SearchCriteria,
+        limit: usize,
+    ) -> Result<Vec<Person>, RepoError>;
+    /// Stores one record.
+    async fn save(&self, person: &Person) -> Result<u64, RepoError>;
+    /// Stores a merge's two records together.
+    async fn save_merge(&self, survivor: &Person, retired: &Person) -> Result<(), RepoError>;
+}
+
+/// Referrals. Contract: `save` inserts or replaces by id, and a referral is unique by
+/// (source, source reference); `list_for_person` returns a person's referrals, most
+/// recently received first; `reassign_person` moves every referral of `from` to `to` and
+/// returns how many moved (so running it twice moves none the second time).
+#[async_trait]
+pub trait ReferralRepository: Send + Sync {
+    /// The referral a source knows by its reference.
+    async fn find_by_source_ref(
+        &self,
+        source: &SourceId,
+        source_ref: &str,
+    ) -> Result<Option<Referral>, RepoError>;
+    /// Inserts or replaces.
+    async fn save(&self, referral: &Referral) -> Result<(), RepoError>;
+    /// A person's referrals, most recently received first.
+    async fn list_for_person(&self, person: PersonId) -> Result<Vec<Referral>, RepoError>;
+    /// Moves referrals to a merge's survivor.
+    async fn reassign_person(&self, from: PersonId, to: PersonId) -> Result<u64, RepoError>;
+}
+
+/// Alerts. Same contract as [`ReferralRepository`]; `list_for_person` returns every alert,
+/// ended ones included, in no promised order (display order is the domain's).
+#[async_trait]
+pub trait AlertRepository: Send + Sync {
+    /// The alert a source knows by its reference.
+    async fn find_by_source_ref(
+        &self,
+        source: &SourceId,
+        source_ref: &str,
+    ) -> Result<Option<Alert>, RepoError>;
+    /// Inserts or replaces.
+    async fn save(&self, alert: &Alert) -> Result<(), RepoError>;
+    /// A person's alerts.
+    async fn list_for_person(&self, person: PersonId) -> Result<Vec<Alert>, RepoError>;
+    /// Moves alerts to a merge's survivor.
+    async fn reassign_person(&self, from: PersonId, to: PersonId) -> Result<u64, RepoError>;
+}
+
+/// Consent, by NHS number. Contract: `get` returns `None` for a person who never changed
+/// their consent (they participate); `get_many` returns the stored ones among the
+/// numbers asked for, in any order; `save` follows the optimistic-locking rule of
+/// [`PersonRepository::save`] and keeps the whole history.
+#[async_trait]
+pub trait ConsentRepository: Send + Sync {
+    /// One person's consent.
+    async fn get(&self, nhs_number: &NhsNumber) -> Result<Option<Consent>, RepoError>;
+    /// Several people's consent (for search results).
+    async fn get_many(&self, nhs_numbers: &[NhsNumber]) -> Result<Vec<Consent>, RepoError>;
+    /// Stores consent and returns its new version.
+    async fn save(&self, consent: &Consent) -> Result<u64, RepoError>;
+}
+
+/// Failures of the audit log. Any failure means the access must not go ahead.
+#[derive(Debug, Error)]
+pub enum AuditError {
+    /// Storage failed.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// The access audit, one hash chain. Contract:
+/// - `append` links the events, in order, as consecutive links at the end of the one
+///   chain (via [`ChainHead::append`]), and returns only once they and the new head are
+///   durable: all of a batch or none. Concurrent callers are serialised, so the chain
+///   stays one valid chain whatever the number of writers.
+/// - `head` returns the head kept apart from the events (for truncation checks).
+/// - `read` returns events from position `from` in order, at most `limit`.
+/// - `for_person` returns the events about one person with `from <= at < to`, in order.
+/// - There is no way to change or delete an event.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends events to the chain.
+    async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<ChainedEvent>, AuditError>;
+    /// The chain's head.
+    async fn head(&self) -> Result<ChainHead, AuditError>;
+    /// A page of the chain.
+    async fn read(&self, from: u64, limit: usize) -> Result<Vec<ChainedEvent>, AuditError>;
+    /// A person's events over a period.
+    async fn for_person(
+        &self,
+        person: PersonId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<AuditEvent>, AuditError>;
+}
+
+/// What a feed source is and how lively it has been.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// The source and its kind.
+    pub source: Source,
+    /// A name people recognise ("University Hospitals Dorset PAS").
+    pub name: String,
+    /// How often it is expected to send; quieter than this and it is stale.
+    pub expected_interval: Duration,
+    /// When its last message arrived.
+    pub last_message_at: Option<Timestamp>,
+    /// Messages applied.
+    pub applied: u64,
+    /// Messages that changed nothing (repeats, or older than what is held).
+    pub unchanged: u64,
+}
+
+impl SourceInfo {
+    /// A registered source that has sent nothing yet.
+    pub fn new(source: Source, name: &str, expected_interval: Duration) -> Self {
+        Self {
+            source,
+            name: name.to_owned(),
+            expected_interval,
+            last_message_at: None,
+            applied: 0,
+            unchanged: 0,
+        }
+    }
+
+    /// A source is stale when it has been quiet for longer than its expected interval
+    /// (or has never sent anything).
+    pub fn is_stale(&self, now: Timestamp) -> bool {
+        match self.last_message_at {
+            None => true,
+            Some(last) => chrono::Duration::from_std(self.expected_interval)
+                .map(|interval| now - last > interval)
+                .unwrap_or(false),
+        }
+    }
+}
+
+/// The registry of feed sources. Contract: `register` inserts or updates a source's
+/// description and keeps its activity; `record_activity` moves `last_message_at` forward
+/// (never back) and adds to the counters; unknown sources give `Ok(None)` / no change.
+#[async_trait]
+pub trait SourceRegistry: Send + Sync {
+    /// One source.
+    async fn get(&self, id: &SourceId) -> Result<Option<SourceInfo>, RepoError>;
+    /// Every source, by id.
+    async fn list(&self) -> Result<Vec<SourceInfo>, RepoError>;
+    /// Registers or re-describes a source.
+    async fn register(&self, info: &SourceInfo) -> Result<(), RepoError>;
+    /// Notes a message from a source and what it did.
+    async fn record_activity(
+        &self,
+        id: &SourceId,
+        at: Timestamp,
+        outcome: UpdateOutcome,
+    ) -> Result<(), RepoError>;
+}
+
+/// The time. The only way the application learns it.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// New ids. Contract: never the same id twice.
+pub trait IdGenerator: Send + Sync {
+    /// A new UUID.
+    fn new_id(&self) -> Uuid;
+}
+
+/// What is known of the person an access concerns, as the policy needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubjectState {
+    /// Their consent level.
+    pub consent: ConsentLevel,
+    /// Alive, deceased, or deceased beyond retention.
+    pub vital: VitalStatus,
+    /// The basis the actor asserted, if any.
+    pub basis: Option<BasisKind>,
+}
+
+impl SubjectState {
+    /// The state used when there is no person to speak of (an unknown id, a search
+    /// before its hits): decisions then depend on role and purpose alone.
+    pub const NEUTRAL: SubjectState = SubjectState {
+        consent: ConsentLevel::Participating,
+        vital: VitalStatus::Alive,
+        basis: None,
+    };
+}
+
+/// One access to decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AccessRequest {
+    /// The actor's role.
+    pub role: Role,
+    /// What they want to do.
+    pub action: Action,
+    /// Whether the declared purpose is direct care.
+    pub direct_care: bool,
+    /// The person concerned; `None` for actions on no person (verify the audit, ...).
+    pub subject: Option<SubjectState>,
+}
+
+/// The policy's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Go ahead.
+    Permit,
+    /// Refused, and why.
+    Deny(DenyReason),
+}
+
+/// The access policy (SPEC §2 and the consent levels). Contract: a pure function of the
+/// request. A denial's reason follows one precedence, so that the reason never depends on
+/// whether the person exists unless role and purpose are already in order:
+/// 1. `RoleNotPermitted` when no subject state would let this role do this action;
+/// 2. `PurposeNotDirectCare` when the purpose is not direct care and no subject state
+///    would let the role do it for that purpose;
+/// 3. `OptedOut` / `PermissionRequired` when the consent level is what stands in the way;
+/// 4. `DeceasedBeyondRetention` when the vital status is.
+pub trait AccessPolicy: Send + Sync {
+    /// Decides one request.
+    fn decide(&self, request: &AccessRequest) -> Decision;
+}

@@ -1,0 +1,327 @@
+//! The clinical read use cases: search, the record summary, referrals, the GP summary,
+//! and the System Manager's by-source view.
+
+use std::collections::BTreeMap;
+
+use care_access_audit::Outcome;
+use care_consent::ConsentLevel;
+use care_kernel::{Action, Actor, PersonId, Timestamp};
+use care_person::{NhsNumber, Person, SearchCriteria};
+
+use crate::ports::{Decision, SubjectState};
+use crate::views::{
+    GpSummary, GpSummaryState, PersonSummary, ReferralList, SearchHit, SearchResults,
+    SourceDemographics, SourceFreshness,
+};
+use crate::{AccessError, AuditReceipt, Services};
+
+/// The most hits a search returns; more is a sign the search should be narrower.
+pub const SEARCH_LIMIT: usize = 50;
+
+fn criteria_kind(criteria: &SearchCriteria) -> &'static str {
+    match criteria {
+        SearchCriteria::NhsNumber(_) => "search:nhs_number",
+        SearchCriteria::FamilyAndBirthDate { .. } => "search:family_birth_date",
+        SearchCriteria::Postcode(_) => "search:postcode",
+    }
+}
+
+impl Services {
+    /// Searches people. Deceased people are left out unless `include_deceased`; people
+    /// who died more than 8 years ago and opted-out people are never returned. The
+    /// search and every hit considered are audited (values of the query are not).
+    pub async fn search_people(
+        &self,
+        actor: &Actor,
+        criteria: &SearchCriteria,
+        include_deceased: bool,
+    ) -> Result<SearchResults, AccessError> {
+        let now = self.now();
+        let today = self.today(now);
+        let resource = Some(criteria_kind(criteria).to_owned());
+        // Role and purpose first, before anything about any person is looked at.
+        let neutral = Self::request(actor, Action::SearchPeople, Some(SubjectState::NEUTRAL));
+        if let Decision::Deny(reason) = self.ports.policy.decide(&neutral) {
+            let denied = self
+                .audit_outcome(
+                    actor,
+                    now,
+                    Action::SearchPeople,
+                    None,
+                    None,
+                    resource,
+                    Outcome::Denied(reason),
+                )
+                .await;
+            return Err(denied
+                .err()
+                .unwrap_or_else(|| AccessError::from_denial(reason)));
+        }
+
+        let found = self
+            .ports
+            .people
+            .search(criteria, SEARCH_LIMIT * 2 + 1)
+            .await?;
+        let candidates: Vec<Person> = found
+            .into_iter()
+            .filter(|p| p.searchable(today, include_deceased))
+            .collect();
+        let numbers: Vec<NhsNumber> = candidates
+            .iter()
+            .filter_map(|p| p.nhs_number().cloned())
+            .collect();
+        let consent: BTreeMap<NhsNumber, ConsentLevel> = self
+            .ports
+            .consent
+            .get_many(&numbers)
+            .await?
+            .into_iter()
+            .map(|c| (c.nhs_number().clone(), c.level()))
+            .collect();
+
+        let mut events = vec![Self::event(
+            actor,
+            now,
+            Action::SearchPeople,
+            None,
+            None,
+            resource.clone(),
+            Outcome::Permitted,
+        )];
+        let mut hits = Vec::new();
+        let mut truncated = false;
+        for person in &candidates {
+            let level = person
+                .nhs_number()
+                .and_then(|n| consent.get(n).copied())
+                .unwrap_or(ConsentLevel::Participating);
+            let subject = SubjectState {
+                consent: level,
+                vital: person.vital_status(today),
+                basis: actor.basis.as_ref().map(|b| b.kind()),
+            };
+            let decision = self.ports.policy.decide(&Self::request(
+                actor,
+                Action::SearchPeople,
+                Some(subject),
+            ));
+            let outcome = match decision {
+                Decision::Permit if hits.len() == SEARCH_LIMIT => {
+                    truncated = true;
+                    continue;
+                }
+                Decision::Permit => {
+                    hits.push(hit(person, level));
+                    Outcome::Permitted
+                }
+                Decision::Deny(reason) => Outcome::Denied(reason),
+            };
+            events.push(Self::event(
+                actor,
+                now,
+                Action::SearchPeople,
+                Some(person.id()),
+                Some(subject),
+                resource.clone(),
+                outcome,
+            ));
+        }
+        // One append for the search and all its hits: one durable write, and no timing
+        // that grows with how many of the matches were refused.
+        let chained = self.ports.audit.append(events).await?;
+        let seq = chained
+            .first()
+            .map(|e| e.seq)
+            .ok_or_else(|| anyhow::anyhow!("the audit log appended nothing"))?;
+        Ok(SearchResults {
+            hits,
+            truncated,
+            receipt: AuditReceipt::new(seq),
+        })
+    }
+
+    /// A person's record summary: demographics with provenance, banner alerts (for
+    /// roles that may see them) and per-source freshness.
+    pub async fn person_summary(
+        &self,
+        actor: &Actor,
+        id: PersonId,
+    ) -> Result<PersonSummary, AccessError> {
+        let now = self.now();
+        let today = self.today(now);
+        let (person, subject, receipt) = self
+            .gate_person(
+                actor,
+                now,
+                Action::ReadDemographics,
+                id,
+                Some("summary".into()),
+            )
+            .await?;
+        let alerts = self.ports.alerts.list_for_person(person.id()).await?;
+        let banner_allowed = self.ports.policy.decide(&Self::request(
+            actor,
+            Action::ReadBannerAlerts,
+            Some(subject),
+        )) == Decision::Permit;
+        let banner = banner_allowed.then(|| {
+            care_alert::banner(&alerts, today)
+                .into_iter()
+                .cloned()
+                .collect()
+        });
+        let referrals = self.ports.referrals.list_for_person(person.id()).await?;
+        let freshness = self.freshness(&person, &alerts, &referrals, now).await?;
+        Ok(PersonSummary {
+            person: person.id(),
+            nhs_number: person.nhs_number().cloned(),
+            demographics: person.resolved(),
+            vital_status: subject.vital,
+            date_of_death: person.death().map(|d| d.date),
+            consent: subject.consent,
+            banner,
+            freshness,
+            receipt,
+        })
+    }
+
+    async fn freshness(
+        &self,
+        person: &Person,
+        alerts: &[care_alert::Alert],
+        referrals: &[care_referral::Referral],
+        now: Timestamp,
+    ) -> Result<Vec<SourceFreshness>, AccessError> {
+        let mut latest: BTreeMap<_, (care_kernel::SourceKind, Timestamp)> = BTreeMap::new();
+        let statements = person
+            .source_records()
+            .map(|r| (&r.source, r.source_time))
+            .chain(alerts.iter().map(|a| (a.source(), a.source_time())))
+            .chain(referrals.iter().map(|r| (r.source(), r.source_time())));
+        for (source, at) in statements {
+            let entry = latest.entry(source.id.clone()).or_insert((source.kind, at));
+            entry.1 = entry.1.max(at);
+        }
+        let registry: BTreeMap<_, _> = self
+            .ports
+            .sources
+            .list()
+            .await?
+            .into_iter()
+            .map(|s| (s.source.id.clone(), s))
+            .collect();
+        let mut out: Vec<SourceFreshness> = latest
+            .into_iter()
+            .map(|(id, (kind, at))| {
+                let info = registry.get(&id);
+                SourceFreshness {
+                    name: info.map(|i| i.name.clone()),
+                    last_message_at: info.and_then(|i| i.last_message_at),
+                    stale: info.is_none_or(|i| i.is_stale(now)),
+                    source: id,
+                    kind,
+                    last_update_for_person: at,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.last_update_for_person.cmp(&a.last_update_for_person));
+        Ok(out)
+    }
+
+    /// A person's children's social-care referrals, most recently received first.
+    pub async fn list_referrals(
+        &self,
+        actor: &Actor,
+        id: PersonId,
+    ) -> Result<ReferralList, AccessError> {
+        let now = self.now();
+        let (person, _, receipt) = self
+            .gate_person(
+                actor,
+                now,
+                Action::ReadReferrals,
+                id,
+                Some("referrals".into()),
+            )
+            .await?;
+        let referrals = self.ports.referrals.list_for_person(person.id()).await?;
+        Ok(ReferralList {
+            person: person.id(),
+            referrals,
+            receipt,
+        })
+    }
+
+    /// The GP summary: GP practice alerts, or that the GP record closed at death.
+    pub async fn gp_summary(&self, actor: &Actor, id: PersonId) -> Result<GpSummary, AccessError> {
+        let now = self.now();
+        let today = self.today(now);
+        let (person, _, receipt) = self
+            .gate_person(
+                actor,
+                now,
+                Action::ReadGpSummary,
+                id,
+                Some("gp_summary".into()),
+            )
+            .await?;
+        let state = match person.death() {
+            Some(death) => GpSummaryState::ClosedAfterDeath {
+                date_of_death: death.date,
+            },
+            None => {
+                let alerts = self.ports.alerts.list_for_person(person.id()).await?;
+                let shown = care_alert::gp_summary(&alerts, today, person.gp_record_open())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                GpSummaryState::Open { alerts: shown }
+            }
+        };
+        Ok(GpSummary {
+            person: person.id(),
+            state,
+            receipt,
+        })
+    }
+
+    /// Each source's own statement of a person's demographics (System Manager, for data
+    /// quality: which system holds the wrong address).
+    pub async fn source_demographics(
+        &self,
+        actor: &Actor,
+        id: PersonId,
+    ) -> Result<SourceDemographics, AccessError> {
+        let now = self.now();
+        let (person, _, receipt) = self
+            .gate_person(
+                actor,
+                now,
+                Action::ReadSourceDemographics,
+                id,
+                Some("source_demographics".into()),
+            )
+            .await?;
+        Ok(SourceDemographics {
+            person: person.id(),
+            records: person.source_records().cloned().collect(),
+            receipt,
+        })
+    }
+}
+
+pub(crate) fn hit(person: &Person, level: ConsentLevel) -> SearchHit {
+    let shown = person.resolved();
+    SearchHit {
+        person: person.id(),
+        nhs_number: person.nhs_number().cloned(),
+        name: shown.name.map(|s| s.value),
+        birth_date: shown.birth_date.map(|s| s.value),
+        gender: shown.gender.map(|s| s.value),
+        postcode: shown.address.and_then(|s| s.value.postcode().cloned()),
+        date_of_death: person.death().map(|d| d.date),
+        ask_first: level == ConsentLevel::AskFirst,
+    }
+}
