@@ -1,0 +1,49 @@
+//! The port contract suites, run against the in-memory adapters.
+
+use std::sync::Arc;
+
+use care_in_memory::{
+    InMemoryAlerts, InMemoryAuditLog, InMemoryConsent, InMemoryPeople, InMemoryReferrals,
+    InMemorySources, ManualClock, SystemClock, UuidV7Ids,
+};
+
+#[tokio::test]
+async fn people_keep_the_person_repository_contract() {
+    let people = InMemoryPeople::default();
+    care_contract::person_repository(&people).await;
+    care_contract::person_search(&people).await;
+    care_contract::person_merge(&people).await;
+}
+
+#[tokio::test]
+async fn referrals_keep_the_referral_repository_contract() {
+    care_contract::referral_repository(&InMemoryReferrals::default(), &InMemoryPeople::default())
+        .await;
+}
+
+#[tokio::test]
+async fn alerts_keep_the_alert_repository_contract() {
+    care_contract::alert_repository(&InMemoryAlerts::default(), &InMemoryPeople::default()).await;
+}
+
+#[tokio::test]
+async fn consent_keeps_the_consent_repository_contract() {
+    care_contract::consent_repository(&InMemoryConsent::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_audit_log_keeps_the_audit_log_contract() {
+    care_contract::audit_log(Arc::new(InMemoryAuditLog::default())).await;
+}
+
+#[tokio::test]
+async fn sources_keep_the_source_registry_contract() {
+    care_contract::source_registry(&InMemorySources::default()).await;
+}
+
+#[test]
+fn clocks_and_ids_keep_their_contracts() {
+    care_contract::clock(&SystemClock);
+    care_contract::clock(&ManualClock::new(chrono::DateTime::UNIX_EPOCH));
+    care_contract::id_generator(&UuidV7Ids);
+}
