@@ -2,6 +2,8 @@
 //! policy, a manual clock), driven through the use cases the way the feeds and the HTTP
 //! API will drive it. Each test reads like the rule it checks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;

@@ -169,14 +169,14 @@ impl Services {
         identities: impl IntoIterator<Item = &'a PersonIdentity>,
     ) -> Result<(), IngestError> {
         for identity in identities {
-            if let Some(local) = identity.local_id() {
-                if local.source() != &source.id {
-                    return Err(InvalidValue::new(
-                        "local_id",
-                        format!("belongs to source {}, not to {}", local.source(), source.id),
-                    )
-                    .into());
-                }
+            if let Some(local) = identity.local_id()
+                && local.source() != &source.id
+            {
+                return Err(InvalidValue::new(
+                    "local_id",
+                    format!("belongs to source {}, not to {}", local.source(), source.id),
+                )
+                .into());
             }
         }
         Ok(())

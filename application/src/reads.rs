@@ -225,7 +225,7 @@ impl Services {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.last_update_for_person.cmp(&a.last_update_for_person));
+        out.sort_by_key(|f| std::cmp::Reverse(f.last_update_for_person));
         Ok(out)
     }
 

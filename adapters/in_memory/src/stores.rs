@@ -30,10 +30,10 @@ impl PeopleState {
         }
         if person.merged_into().is_none() {
             for identifier in person.identifiers() {
-                if let Some(owner) = self.owners.get(&identifier) {
-                    if *owner != person.id() {
-                        return Err(RepoError::IdentifierTaken(describe(&identifier)));
-                    }
+                if let Some(owner) = self.owners.get(&identifier)
+                    && *owner != person.id()
+                {
+                    return Err(RepoError::IdentifierTaken(describe(&identifier)));
                 }
             }
         }
@@ -183,12 +183,12 @@ macro_rules! source_ref_store {
             async fn save(&self, item: &$item) -> Result<(), RepoError> {
                 let mut state = lock(&self.state);
                 let key = (item.source().id.clone(), item.source_ref().to_owned());
-                if let Some(existing) = state.refs.get(&key) {
-                    if *existing != item.id() {
-                        return Err(RepoError::Unexpected(anyhow::anyhow!(
-                            "source reference already used by another record"
-                        )));
-                    }
+                if let Some(existing) = state.refs.get(&key)
+                    && *existing != item.id()
+                {
+                    return Err(RepoError::Unexpected(anyhow::anyhow!(
+                        "source reference already used by another record"
+                    )));
                 }
                 state.refs.insert(key, item.id());
                 state.items.insert(item.id(), item.clone());

@@ -1,5 +1,7 @@
 //! The port contract suites, run against the in-memory adapters.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use care_in_memory::{

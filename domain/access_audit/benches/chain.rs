@@ -2,6 +2,8 @@
 //! move) and verifying a chain of 1,000,000 events. Baseline in the same run: SHA-256 of
 //! the same number of bytes alone, so machine noise shows up in both.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 

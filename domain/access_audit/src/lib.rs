@@ -555,7 +555,7 @@ mod tests {
         let h = |e: &AuditEvent| hash_event(0, e, &Hash::GENESIS);
         let mut variants = vec![];
         let mut e = base.clone();
-        e.at = e.at + chrono::Duration::nanoseconds(1);
+        e.at += chrono::Duration::nanoseconds(1);
         variants.push(e);
         let mut e = base.clone();
         e.user = UserId::parse("u2").unwrap();

@@ -442,10 +442,10 @@ impl Person {
         if retired.merged_into.is_some() {
             return Err(PersonError::InvalidMerge("the record was already merged"));
         }
-        if let (Some(a), Some(b)) = (&self.nhs_number, &retired.nhs_number) {
-            if a != b {
-                return Err(PersonError::NhsNumberConflict);
-            }
+        if let (Some(a), Some(b)) = (&self.nhs_number, &retired.nhs_number)
+            && a != b
+        {
+            return Err(PersonError::NhsNumberConflict);
         }
         let mut identifiers_moved = 0;
         if self.nhs_number.is_none() && retired.nhs_number.is_some() {
