@@ -448,12 +448,36 @@ async fn pharmacists_never_see_referrals_and_auditors_never_see_records() {
             .await,
         Err(AccessError::Forbidden)
     ));
+    let council = SourceId::parse(COUNCIL).unwrap();
+    w.services
+        .ingest_referral(
+            &World::feed(COUNCIL),
+            &council,
+            &PersonIdentity::new(Some(nhs(8)), None).unwrap(),
+            "R8",
+            referral(ReferralStatus::Accepted),
+            w.clock.now(),
+        )
+        .await
+        .unwrap();
+    let pharmacist_view = w
+        .services
+        .person_summary(&actor(Role::Pharmacist, "FA1"), id)
+        .await
+        .unwrap();
     assert!(
-        w.services
-            .person_summary(&actor(Role::Pharmacist, "FA1"), id)
-            .await
-            .is_ok()
+        pharmacist_view
+            .freshness
+            .iter()
+            .all(|f| f.source != council),
+        "freshness must not reveal that the council holds a referral"
     );
+    let gp_view = w
+        .services
+        .person_summary(&actor(Role::Gp, "M81"), id)
+        .await
+        .unwrap();
+    assert!(gp_view.freshness.iter().any(|f| f.source == council));
     for role in [Role::Auditor, Role::Feed, Role::Dpo, Role::SystemManager] {
         assert!(
             matches!(

@@ -171,8 +171,22 @@ impl Services {
                 .cloned()
                 .collect()
         });
-        let referrals = self.ports.referrals.list_for_person(person.id()).await?;
-        let freshness = self.freshness(&person, &alerts, &referrals, now).await?;
+        // Freshness names the sources that hold something about the person: a role that
+        // may not see referrals must not learn from it that a council holds one.
+        let referrals_allowed =
+            self.ports
+                .policy
+                .decide(&Self::request(actor, Action::ReadReferrals, Some(subject)))
+                == Decision::Permit;
+        let referrals = if referrals_allowed {
+            self.ports.referrals.list_for_person(person.id()).await?
+        } else {
+            Vec::new()
+        };
+        let shown_alerts = if banner_allowed { &alerts[..] } else { &[] };
+        let freshness = self
+            .freshness(&person, shown_alerts, &referrals, now)
+            .await?;
         Ok(PersonSummary {
             person: person.id(),
             nhs_number: person.nhs_number().cloned(),
