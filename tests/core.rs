@@ -1150,3 +1150,211 @@ async fn the_auditor_verifies_the_chain_and_tampering_is_found_at_its_position()
     let cut = Services::new(ports).verify_audit(&auditor).await.unwrap();
     assert_eq!(cut.result.unwrap_err().position(), cut_at);
 }
+
+#[tokio::test]
+async fn an_older_message_never_moves_an_alert_to_another_person() {
+    let w = World::new().await;
+    let acute = SourceId::parse(ACUTE).unwrap();
+    let feed = World::feed(ACUTE);
+    let x = w.person(ACUTE, "HX", &nhs(20), "Ex", "BH1 1AA").await;
+    let y = w.person(ACUTE, "HY", &nhs(21), "Why", "BH1 1AA").await;
+    let allergy = AlertDetails::new(
+        AlertCategory::Allergy,
+        "Latex",
+        Severity::High,
+        day(2026, 1, 1),
+        day(2026, 1, 1),
+        None,
+    )
+    .unwrap();
+    w.services
+        .ingest_alert(
+            &feed,
+            &acute,
+            &World::identity(ACUTE, "HX", None),
+            "AL-9",
+            allergy.clone(),
+            at(2026, 1, 20),
+        )
+        .await
+        .unwrap();
+    let late = w
+        .services
+        .ingest_alert(
+            &feed,
+            &acute,
+            &World::identity(ACUTE, "HY", None),
+            "AL-9",
+            allergy.clone(),
+            at(2026, 1, 10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(late, UpdateOutcome::Stale);
+    let gp = actor(Role::Gp, "M81");
+    assert_eq!(
+        w.services
+            .person_summary(&gp, x)
+            .await
+            .unwrap()
+            .banner
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        w.services
+            .person_summary(&gp, y)
+            .await
+            .unwrap()
+            .banner
+            .unwrap()
+            .is_empty()
+    );
+    // A newer message re-filing it under the other person moves it.
+    w.services
+        .ingest_alert(
+            &feed,
+            &acute,
+            &World::identity(ACUTE, "HY", None),
+            "AL-9",
+            allergy,
+            at(2026, 1, 30),
+        )
+        .await
+        .unwrap();
+    assert!(
+        w.services
+            .person_summary(&gp, x)
+            .await
+            .unwrap()
+            .banner
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        w.services
+            .person_summary(&gp, y)
+            .await
+            .unwrap()
+            .banner
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_source_merges_only_its_own_records() {
+    let w = World::new().await;
+    let n = nhs(22);
+    w.person(GP, "G22", &n, "Theirs", "BH1 1AA").await;
+    let acute = SourceId::parse(ACUTE).unwrap();
+    let by_nhs_only = PersonIdentity::new(Some(n.clone()), None).unwrap();
+    let r = w
+        .services
+        .ingest_merge(
+            &World::feed(ACUTE),
+            &acute,
+            &World::identity(ACUTE, "H22", None),
+            &by_nhs_only,
+            at(2026, 1, 1),
+        )
+        .await;
+    assert!(matches!(r, Err(IngestError::Invalid(e)) if e.field == "retired_identifier"));
+    let gp_record = w
+        .services
+        .ports()
+        .people
+        .find_by_identifier(&care_person::Identifier::Nhs(n))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gp_record.merged_into(), None);
+}
+
+#[tokio::test]
+async fn consent_changes_the_rules_refuse_are_audited_as_refused_and_unknown_numbers_as_not_found()
+{
+    let w = World::new().await;
+    let n = nhs(23);
+    w.person(ACUTE, "H23", &n, "Same", "BH1 1AA").await;
+    let dpo = actor(Role::Dpo, "DPO");
+    let r = w
+        .services
+        .change_consent(&dpo, &n, ConsentCommand::OptIn, "already in")
+        .await;
+    assert!(matches!(r, Err(AccessError::Rejected(_))));
+    let e = w.last_event();
+    assert_eq!(e.outcome, Outcome::Denied(DenyReason::InvalidChange));
+    assert_eq!(e.resource.as_deref(), Some("consent:opt_in"));
+    assert!(
+        w.services
+            .consent(&dpo, &n)
+            .await
+            .unwrap()
+            .history
+            .is_empty()
+    );
+
+    let unknown = nhs(900);
+    assert!(is_not_found(w.services.find_identity(&dpo, &unknown).await));
+    assert_eq!(
+        w.last_event().outcome,
+        Outcome::Denied(DenyReason::NotFound)
+    );
+    assert!(is_not_found(
+        w.services
+            .access_report(&dpo, &unknown, at(2026, 1, 1), at(2026, 2, 1))
+            .await
+    ));
+    // Consent can be recorded before any source sends the person.
+    let view = w
+        .services
+        .change_consent(
+            &dpo,
+            &unknown,
+            ConsentCommand::OptOut {
+                representative: None,
+            },
+            "form",
+        )
+        .await
+        .unwrap();
+    assert_eq!((view.person, view.level), (None, ConsentLevel::OptedOut));
+}
+
+#[tokio::test]
+async fn a_search_whose_matches_exceed_what_was_looked_at_says_it_was_cut_short() {
+    let w = World::new().await;
+    let feed = World::feed(ACUTE);
+    let acute = SourceId::parse(ACUTE).unwrap();
+    // Many recently deceased people at one postcode, then one living person.
+    for k in 0..(care_application::SEARCH_LIMIT as u32 * 2 + 1) {
+        w.services
+            .ingest_demographics(
+                &feed,
+                &acute,
+                &World::identity(ACUTE, &format!("D{k}"), None),
+                at(2026, 1, 1),
+                demographics("Many", "DT9 9ZZ"),
+                DeathStatement::Deceased(day(2025, 1, 1)),
+            )
+            .await
+            .unwrap();
+    }
+    w.person(ACUTE, "ALIVE", &nhs(24), "Many", "DT9 9ZZ").await;
+    let found = w
+        .services
+        .search_people(
+            &actor(Role::Gp, "M81"),
+            &SearchCriteria::Postcode(Postcode::parse("DT9 9ZZ").unwrap()),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(
+        found.hits.len() == 1 || found.truncated,
+        "the living person is shown, or the list says it is incomplete"
+    );
+}

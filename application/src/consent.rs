@@ -1,10 +1,11 @@
 //! The DPO's use cases: find a person's identity, read and change their consent.
 
+use care_access_audit::Outcome;
 use care_consent::{Consent, ConsentError, EvidenceStatus, Representative};
-use care_kernel::{Action, Actor, Timestamp};
+use care_kernel::{Action, Actor, DenyReason, Timestamp};
 use care_person::{Identifier, NhsNumber, Person};
 
-use crate::ports::{RepoError, SubjectState};
+use crate::ports::{Decision, RepoError, SubjectState};
 use crate::views::{ConsentView, IdentityView};
 use crate::{AccessError, AuditReceipt, Services};
 
@@ -39,16 +40,14 @@ impl ConsentCommand {
 const CONSENT_RETRIES: usize = 3;
 
 impl Services {
-    /// Passes the gate for a consent action on an NHS number. The person may not be in
-    /// the care record yet (an opt-out can come first); the access is audited either way.
-    pub(crate) async fn gate_nhs(
+    /// The record an NHS number names (if the care record holds one) and what the policy
+    /// needs to know of it. An opt-out can come before any source sends the record.
+    async fn nhs_subject(
         &self,
         actor: &Actor,
         at: Timestamp,
-        action: Action,
         nhs: &NhsNumber,
-        resource: &str,
-    ) -> Result<(Option<Person>, AuditReceipt), AccessError> {
+    ) -> Result<(Option<Person>, SubjectState), AccessError> {
         let person = self
             .ports
             .people
@@ -58,12 +57,31 @@ impl Services {
             Some(p) => self.subject_state(p, actor, self.today(at)).await?,
             None => SubjectState::NEUTRAL,
         };
+        Ok((person, subject))
+    }
+
+    /// Passes the gate for an action on the person an NHS number names, who must be in
+    /// the record (an unknown number is audited as not found).
+    pub(crate) async fn gate_known_nhs(
+        &self,
+        actor: &Actor,
+        at: Timestamp,
+        action: Action,
+        nhs: &NhsNumber,
+        resource: &str,
+    ) -> Result<(Person, AuditReceipt), AccessError> {
+        let (person, subject) = self.nhs_subject(actor, at, nhs).await?;
+        let Some(person) = person else {
+            return Err(self
+                .refuse_unknown(actor, at, action, Some(resource.to_owned()))
+                .await);
+        };
         let receipt = self
             .gate(
                 actor,
                 at,
                 action,
-                person.as_ref().map(Person::id),
+                Some(person.id()),
                 Some(subject),
                 Some(resource.to_owned()),
             )
@@ -80,9 +98,8 @@ impl Services {
     ) -> Result<IdentityView, AccessError> {
         let now = self.now();
         let (person, receipt) = self
-            .gate_nhs(actor, now, Action::FindIdentity, nhs, "identity")
+            .gate_known_nhs(actor, now, Action::FindIdentity, nhs, "identity")
             .await?;
-        let person = person.ok_or(AccessError::NotFound)?;
         let level = self
             .ports
             .consent
@@ -96,15 +113,23 @@ impl Services {
         })
     }
 
-    /// A person's consent with its full history.
+    /// A person's consent with its full history (the person need not be in the record).
     pub async fn consent(
         &self,
         actor: &Actor,
         nhs: &NhsNumber,
     ) -> Result<ConsentView, AccessError> {
         let now = self.now();
-        let (person, receipt) = self
-            .gate_nhs(actor, now, Action::AdministerConsent, nhs, "consent")
+        let (person, subject) = self.nhs_subject(actor, now, nhs).await?;
+        let receipt = self
+            .gate(
+                actor,
+                now,
+                Action::AdministerConsent,
+                person.as_ref().map(Person::id),
+                Some(subject),
+                Some("consent".into()),
+            )
             .await?;
         let consent = self
             .ports
@@ -115,9 +140,10 @@ impl Services {
         Ok(view(consent, person.as_ref(), receipt))
     }
 
-    /// Records a consent change. The change is audited before it is stored; a change
-    /// the rules refuse (e.g. opt-in by anyone but the DPO) is audited as permitted
-    /// access and answered with the rule's refusal.
+    /// Records a consent change. The access is decided first; the change is checked
+    /// against the consent rules; then the audit event is appended (permitted, or denied
+    /// as an invalid change, so the audit never shows a change that was not made) and
+    /// only then is the change stored.
     pub async fn change_consent(
         &self,
         actor: &Actor,
@@ -126,15 +152,31 @@ impl Services {
         reason: &str,
     ) -> Result<ConsentView, AccessError> {
         let now = self.now();
-        let (person, receipt) = self
-            .gate_nhs(
-                actor,
-                now,
-                Action::AdministerConsent,
-                nhs,
-                command.resource(),
-            )
-            .await?;
+        let (person, subject) = self.nhs_subject(actor, now, nhs).await?;
+        let person_id = person.as_ref().map(Person::id);
+        let resource = Some(command.resource().to_owned());
+        let action = Action::AdministerConsent;
+        if let Decision::Deny(reason) =
+            self.ports
+                .policy
+                .decide(&Self::request(actor, action, Some(subject)))
+        {
+            let denied = self
+                .audit_outcome(
+                    actor,
+                    now,
+                    action,
+                    person_id,
+                    Some(subject),
+                    resource,
+                    Outcome::Denied(reason),
+                )
+                .await;
+            return Err(denied
+                .err()
+                .unwrap_or_else(|| AccessError::from_denial(reason)));
+        }
+        let mut receipt = None;
         for _ in 0..CONSENT_RETRIES {
             let mut consent = self
                 .ports
@@ -152,11 +194,44 @@ impl Services {
                     consent.set_evidence_status(actor, now, *status, reason)
                 }
             };
-            match applied {
-                Ok(()) => {}
-                Err(ConsentError::Invalid(invalid)) => return Err(AccessError::Invalid(invalid)),
-                Err(other) => return Err(AccessError::Rejected(other.to_string())),
+            if let Err(refused) = applied {
+                let audited = self
+                    .audit_outcome(
+                        actor,
+                        now,
+                        action,
+                        person_id,
+                        Some(subject),
+                        resource.clone(),
+                        Outcome::Denied(DenyReason::InvalidChange),
+                    )
+                    .await;
+                if let Err(AccessError::Unexpected(e)) = audited {
+                    return Err(AccessError::Unexpected(e));
+                }
+                return Err(match refused {
+                    ConsentError::Invalid(invalid) => AccessError::Invalid(invalid),
+                    other => AccessError::Rejected(other.to_string()),
+                });
             }
+            let receipt = match receipt {
+                Some(r) => r,
+                None => {
+                    let r = self
+                        .audit_outcome(
+                            actor,
+                            now,
+                            action,
+                            person_id,
+                            Some(subject),
+                            resource.clone(),
+                            Outcome::Permitted,
+                        )
+                        .await?;
+                    receipt = Some(r);
+                    r
+                }
+            };
             match self.ports.consent.save(&consent).await {
                 Ok(version) => {
                     consent.set_version(version);

@@ -12,7 +12,10 @@ use care_person::{Demographics, Identifier, LocalId, NhsNumber, Person, PersonEr
 use care_referral::{Referral, ReferralDetails, ReferralError};
 use thiserror::Error;
 
-use crate::ports::{Decision, RepoError};
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::ports::{AlertRepository, Decision, ReferralRepository, RepoError};
 use crate::{AccessError, Services};
 
 /// How a feed names the person a message is about: an NHS number, the source's own
@@ -292,7 +295,8 @@ impl Services {
     /// A source says two of its records are one person (HL7 A40): the retired record is
     /// merged into the survivor with everything it held, its alerts and referrals follow,
     /// and later messages naming the retired identifier reach the survivor. Running the
-    /// same merge again changes nothing.
+    /// same merge again changes nothing (and finishes moving items if a run was cut short).
+    /// A source merges only its own records: the retired one is named by its local id.
     pub async fn ingest_merge(
         &self,
         actor: &Actor,
@@ -303,18 +307,33 @@ impl Services {
     ) -> Result<UpdateOutcome, IngestError> {
         let source = self.authorize_feed(actor, source).await?;
         Self::check_local_ids(&source, [survivor, retired])?;
+        let Some(retired_local) = retired.local_id() else {
+            return Err(InvalidValue::new(
+                "retired_identifier",
+                "a merge names the retired record by the source's own local id",
+            )
+            .into());
+        };
+        let retired_key = Identifier::Local(retired_local.clone());
         for _ in 0..WRITE_ATTEMPTS {
             let mut keep = self.resolve_person(survivor).await?;
-            let mut gone = None;
-            for identifier in retired.identifiers() {
-                if let Some(p) = self.ports.people.find_by_identifier(&identifier).await? {
-                    gone = Some(p);
-                    break;
-                }
-            }
+            let gone = self.ports.people.find_by_identifier(&retired_key).await?;
             let outcome = match gone {
-                // Already merged: the survivor holds the retired identifiers.
-                Some(p) if p.id() == keep.id() => UpdateOutcome::Unchanged,
+                // Already merged: the survivor holds the retired identifier. Finish moving
+                // items in case an earlier run stopped between the merge and the moves.
+                Some(p) if p.id() == keep.id() => {
+                    let retired_ids: Vec<PersonId> = keep.merged_from().copied().collect();
+                    let mut moved = 0;
+                    for id in retired_ids {
+                        moved += self.ports.referrals.reassign_person(id, keep.id()).await?;
+                        moved += self.ports.alerts.reassign_person(id, keep.id()).await?;
+                    }
+                    if moved > 0 {
+                        UpdateOutcome::Applied
+                    } else {
+                        UpdateOutcome::Unchanged
+                    }
+                }
                 Some(mut gone) => {
                     for identifier in survivor.identifiers() {
                         keep.add_identifier(identifier)?;
@@ -336,7 +355,7 @@ impl Services {
                     UpdateOutcome::Applied
                 }
                 // The retired record was never sent to us: the survivor takes its
-                // identifiers, so later messages that use them still find the person.
+                // identifier, so later messages that use it still find the person.
                 None => {
                     let mut outcome = UpdateOutcome::Unchanged;
                     for identifier in survivor.identifiers().chain(retired.identifiers()) {
@@ -370,41 +389,16 @@ impl Services {
     ) -> Result<UpdateOutcome, IngestError> {
         let source = self.authorize_feed(actor, source).await?;
         Self::check_local_ids(&source, [identity])?;
-        let (person, _) = self
-            .write_person(identity, |_| Ok(UpdateOutcome::Unchanged))
+        let outcome = self
+            .upsert_item(
+                self.ports.alerts.as_ref(),
+                &source,
+                identity,
+                source_ref,
+                details,
+                source_time,
+            )
             .await?;
-        let outcome = match self
-            .ports
-            .alerts
-            .find_by_source_ref(&source.id, source_ref)
-            .await?
-        {
-            Some(mut alert) => {
-                let mut outcome = alert
-                    .apply(&source, details, source_time)
-                    .map_err(|e| IngestError::Conflict(e.to_string()))?;
-                if alert.person() != person.id() {
-                    alert.reassign(person.id());
-                    outcome = UpdateOutcome::Applied;
-                }
-                if outcome == UpdateOutcome::Applied {
-                    self.ports.alerts.save(&alert).await?;
-                }
-                outcome
-            }
-            None => {
-                let alert = Alert::new(
-                    AlertId::from_uuid(self.ports.ids.new_id()),
-                    person.id(),
-                    source.clone(),
-                    source_ref,
-                    details,
-                    source_time,
-                )?;
-                self.ports.alerts.save(&alert).await?;
-                UpdateOutcome::Applied
-            }
-        };
         self.note_activity(&source, outcome).await?;
         Ok(outcome)
     }
@@ -421,43 +415,206 @@ impl Services {
     ) -> Result<UpdateOutcome, IngestError> {
         let source = self.authorize_feed(actor, source).await?;
         Self::check_local_ids(&source, [identity])?;
-        let (person, _) = self
-            .write_person(identity, |_| Ok(UpdateOutcome::Unchanged))
+        let outcome = self
+            .upsert_item(
+                self.ports.referrals.as_ref(),
+                &source,
+                identity,
+                source_ref,
+                details,
+                source_time,
+            )
             .await?;
-        let outcome = match self
-            .ports
-            .referrals
-            .find_by_source_ref(&source.id, source_ref)
-            .await?
-        {
-            Some(mut referral) => {
-                let mut outcome = referral
-                    .apply(&source, details, source_time)
-                    .map_err(|e: ReferralError| IngestError::Conflict(e.to_string()))?;
-                if referral.person() != person.id() {
-                    referral.reassign(person.id());
-                    outcome = UpdateOutcome::Applied;
-                }
-                if outcome == UpdateOutcome::Applied {
-                    self.ports.referrals.save(&referral).await?;
-                }
-                outcome
-            }
-            None => {
-                let referral = Referral::new(
-                    ReferralId::from_uuid(self.ports.ids.new_id()),
-                    person.id(),
-                    source.clone(),
-                    source_ref,
-                    details,
-                    source_time,
-                )?;
-                self.ports.referrals.save(&referral).await?;
-                UpdateOutcome::Applied
-            }
-        };
         self.note_activity(&source, outcome).await?;
         Ok(outcome)
+    }
+
+    /// Creates or updates an alert or referral from a source's statement, retrying when
+    /// another writer changed it first. An item moves to the person the message names
+    /// only when the message is newer (the source re-filed it) or its person was merged
+    /// away: an older message never moves it.
+    async fn upsert_item<T: SourceItem, R: ItemStore<T> + ?Sized>(
+        &self,
+        repo: &R,
+        source: &Source,
+        identity: &PersonIdentity,
+        source_ref: &str,
+        details: T::Details,
+        source_time: Timestamp,
+    ) -> Result<UpdateOutcome, IngestError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let (person, _) = self
+                .write_person(identity, |_| Ok(UpdateOutcome::Unchanged))
+                .await?;
+            let (item, outcome) = match repo.find(&source.id, source_ref).await? {
+                Some(mut item) => {
+                    let mut outcome = item.apply(source, details.clone(), source_time)?;
+                    if item.person() != person.id()
+                        && (outcome == UpdateOutcome::Applied
+                            || self.merged_away(item.person()).await?)
+                    {
+                        item.reassign(person.id());
+                        outcome = UpdateOutcome::Applied;
+                    }
+                    (item, outcome)
+                }
+                None => {
+                    let id = self.ports.ids.new_id();
+                    let item = T::create(
+                        id,
+                        person.id(),
+                        source.clone(),
+                        source_ref,
+                        details.clone(),
+                        source_time,
+                    )?;
+                    (item, UpdateOutcome::Applied)
+                }
+            };
+            if outcome != UpdateOutcome::Applied {
+                return Ok(outcome);
+            }
+            match repo.store(&item).await {
+                Ok(_) => return Ok(outcome),
+                Err(RepoError::Conflict) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(IngestError::Busy)
+    }
+
+    async fn merged_away(&self, id: PersonId) -> Result<bool, IngestError> {
+        Ok(self
+            .ports
+            .people
+            .get(id)
+            .await?
+            .is_some_and(|p| p.merged_into().is_some()))
+    }
+}
+
+/// What alerts and referrals have in common for ingest: a source's item about a person,
+/// known by the source's reference, updated by source time.
+trait SourceItem: Sized + Send + Sync {
+    type Details: Clone + Send + Sync;
+    fn create(
+        id: Uuid,
+        person: PersonId,
+        source: Source,
+        source_ref: &str,
+        details: Self::Details,
+        source_time: Timestamp,
+    ) -> Result<Self, InvalidValue>;
+    fn person(&self) -> PersonId;
+    fn reassign(&mut self, to: PersonId);
+    fn apply(
+        &mut self,
+        source: &Source,
+        details: Self::Details,
+        source_time: Timestamp,
+    ) -> Result<UpdateOutcome, IngestError>;
+}
+
+impl SourceItem for Alert {
+    type Details = AlertDetails;
+    fn create(
+        id: Uuid,
+        person: PersonId,
+        source: Source,
+        source_ref: &str,
+        details: AlertDetails,
+        source_time: Timestamp,
+    ) -> Result<Self, InvalidValue> {
+        Alert::new(
+            AlertId::from_uuid(id),
+            person,
+            source,
+            source_ref,
+            details,
+            source_time,
+        )
+    }
+    fn person(&self) -> PersonId {
+        Alert::person(self)
+    }
+    fn reassign(&mut self, to: PersonId) {
+        Alert::reassign(self, to);
+    }
+    fn apply(
+        &mut self,
+        source: &Source,
+        details: AlertDetails,
+        source_time: Timestamp,
+    ) -> Result<UpdateOutcome, IngestError> {
+        Alert::apply(self, source, details, source_time)
+            .map_err(|e| IngestError::Conflict(e.to_string()))
+    }
+}
+
+impl SourceItem for Referral {
+    type Details = ReferralDetails;
+    fn create(
+        id: Uuid,
+        person: PersonId,
+        source: Source,
+        source_ref: &str,
+        details: ReferralDetails,
+        source_time: Timestamp,
+    ) -> Result<Self, InvalidValue> {
+        Referral::new(
+            ReferralId::from_uuid(id),
+            person,
+            source,
+            source_ref,
+            details,
+            source_time,
+        )
+    }
+    fn person(&self) -> PersonId {
+        Referral::person(self)
+    }
+    fn reassign(&mut self, to: PersonId) {
+        Referral::reassign(self, to);
+    }
+    fn apply(
+        &mut self,
+        source: &Source,
+        details: ReferralDetails,
+        source_time: Timestamp,
+    ) -> Result<UpdateOutcome, IngestError> {
+        Referral::apply(self, source, details, source_time)
+            .map_err(|e: ReferralError| IngestError::Conflict(e.to_string()))
+    }
+}
+
+/// The two calls of a repository that [`Services::upsert_item`] needs.
+#[async_trait]
+trait ItemStore<T>: Send + Sync {
+    async fn find(&self, source: &SourceId, source_ref: &str) -> Result<Option<T>, RepoError>;
+    async fn store(&self, item: &T) -> Result<u64, RepoError>;
+}
+
+#[async_trait]
+impl ItemStore<Alert> for dyn AlertRepository {
+    async fn find(&self, source: &SourceId, source_ref: &str) -> Result<Option<Alert>, RepoError> {
+        self.find_by_source_ref(source, source_ref).await
+    }
+    async fn store(&self, item: &Alert) -> Result<u64, RepoError> {
+        self.save(item).await
+    }
+}
+
+#[async_trait]
+impl ItemStore<Referral> for dyn ReferralRepository {
+    async fn find(
+        &self,
+        source: &SourceId,
+        source_ref: &str,
+    ) -> Result<Option<Referral>, RepoError> {
+        self.find_by_source_ref(source, source_ref).await
+    }
+    async fn store(&self, item: &Referral) -> Result<u64, RepoError> {
+        self.save(item).await
     }
 }
 

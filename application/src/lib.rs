@@ -79,6 +79,9 @@ impl AccessError {
             DenyReason::OptedOut | DenyReason::DeceasedBeyondRetention | DenyReason::NotFound => {
                 AccessError::NotFound
             }
+            DenyReason::InvalidChange => {
+                AccessError::Rejected("the change breaks a consent rule".into())
+            }
         }
     }
 }
@@ -262,9 +265,34 @@ impl Services {
         }
     }
 
-    /// Loads the live record an access is about and passes the gate for it. An unknown
-    /// id is decided with a neutral subject, so that role and purpose refusals read the
-    /// same whether or not the person exists, and is then audited as not found.
+    /// Audits an access to a person who is not in the record and returns the error to
+    /// answer with. Decided with a neutral subject, so that role and purpose refusals
+    /// read the same whether or not the person exists; otherwise audited as not found.
+    async fn refuse_unknown(
+        &self,
+        actor: &Actor,
+        at: Timestamp,
+        action: Action,
+        resource: Option<String>,
+    ) -> AccessError {
+        let request = Self::request(actor, action, Some(SubjectState::NEUTRAL));
+        let outcome = match self.ports.policy.decide(&request) {
+            Decision::Deny(
+                reason @ (DenyReason::RoleNotPermitted | DenyReason::PurposeNotDirectCare),
+            ) => Outcome::Denied(reason),
+            _ => Outcome::Denied(DenyReason::NotFound),
+        };
+        match self
+            .audit_outcome(actor, at, action, None, None, resource, outcome)
+            .await
+        {
+            Err(e) => e,
+            Ok(_) => AccessError::NotFound,
+        }
+    }
+
+    /// Loads the live record an access is about and passes the gate for it (an unknown
+    /// id goes through [`Self::refuse_unknown`]).
     async fn gate_person(
         &self,
         actor: &Actor,
@@ -275,16 +303,7 @@ impl Services {
     ) -> Result<(Person, SubjectState, AuditReceipt), AccessError> {
         let today = self.today(at);
         let Some(person) = self.load_live(id).await? else {
-            let request = Self::request(actor, action, Some(SubjectState::NEUTRAL));
-            let outcome = match self.ports.policy.decide(&request) {
-                Decision::Deny(
-                    reason @ (DenyReason::RoleNotPermitted | DenyReason::PurposeNotDirectCare),
-                ) => Outcome::Denied(reason),
-                _ => Outcome::Denied(DenyReason::NotFound),
-            };
-            self.audit_outcome(actor, at, action, None, None, resource, outcome)
-                .await?;
-            return Err(AccessError::NotFound);
+            return Err(self.refuse_unknown(actor, at, action, resource).await);
         };
         let subject = self.subject_state(&person, actor, today).await?;
         let receipt = self

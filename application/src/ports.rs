@@ -57,10 +57,12 @@ pub trait PersonRepository: Send + Sync {
     async fn save_merge(&self, survivor: &Person, retired: &Person) -> Result<(), RepoError>;
 }
 
-/// Referrals. Contract: `save` inserts or replaces by id, and a referral is unique by
-/// (source, source reference); `list_for_person` returns a person's referrals, most
-/// recently received first; `reassign_person` moves every referral of `from` to `to` and
-/// returns how many moved (so running it twice moves none the second time).
+/// Referrals. Contract: a referral is unique by (source, source reference); `save`
+/// follows the optimistic-locking rule of [`PersonRepository::save`] (version 0 inserts,
+/// and an insert whose source reference is taken is a `Conflict` too) and returns the
+/// new version; `list_for_person` returns a person's referrals, most recently received
+/// first; `reassign_person` moves every referral of `from` to `to` and returns how many
+/// moved (so running it twice moves none the second time).
 #[async_trait]
 pub trait ReferralRepository: Send + Sync {
     /// The referral a source knows by its reference.
@@ -69,8 +71,8 @@ pub trait ReferralRepository: Send + Sync {
         source: &SourceId,
         source_ref: &str,
     ) -> Result<Option<Referral>, RepoError>;
-    /// Inserts or replaces.
-    async fn save(&self, referral: &Referral) -> Result<(), RepoError>;
+    /// Inserts or updates, with optimistic locking.
+    async fn save(&self, referral: &Referral) -> Result<u64, RepoError>;
     /// A person's referrals, most recently received first.
     async fn list_for_person(&self, person: PersonId) -> Result<Vec<Referral>, RepoError>;
     /// Moves referrals to a merge's survivor.
@@ -87,8 +89,8 @@ pub trait AlertRepository: Send + Sync {
         source: &SourceId,
         source_ref: &str,
     ) -> Result<Option<Alert>, RepoError>;
-    /// Inserts or replaces.
-    async fn save(&self, alert: &Alert) -> Result<(), RepoError>;
+    /// Inserts or updates, with optimistic locking.
+    async fn save(&self, alert: &Alert) -> Result<u64, RepoError>;
     /// A person's alerts.
     async fn list_for_person(&self, person: PersonId) -> Result<Vec<Alert>, RepoError>;
     /// Moves alerts to a merge's survivor.

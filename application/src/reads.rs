@@ -58,11 +58,11 @@ impl Services {
                 .unwrap_or_else(|| AccessError::from_denial(reason)));
         }
 
-        let found = self
-            .ports
-            .people
-            .search(criteria, SEARCH_LIMIT * 2 + 1)
-            .await?;
+        let fetch = SEARCH_LIMIT * 2 + 1;
+        let found = self.ports.people.search(criteria, fetch).await?;
+        // When the store hit the fetch limit there may be more matches than were looked
+        // at (the deceased and the hidden are filtered here): say the list is cut short.
+        let store_cut_short = found.len() >= fetch;
         let candidates: Vec<Person> = found
             .into_iter()
             .filter(|p| p.searchable(today, include_deceased))
@@ -90,7 +90,7 @@ impl Services {
             Outcome::Permitted,
         )];
         let mut hits = Vec::new();
-        let mut truncated = false;
+        let mut truncated = store_cut_short;
         for person in &candidates {
             let level = person
                 .nhs_number()
@@ -159,7 +159,7 @@ impl Services {
                 Some("summary".into()),
             )
             .await?;
-        let alerts = self.ports.alerts.list_for_person(person.id()).await?;
+        let alerts = self.alerts_of(&person).await?;
         let banner_allowed = self.ports.policy.decide(&Self::request(
             actor,
             Action::ReadBannerAlerts,
@@ -179,13 +179,22 @@ impl Services {
                 .decide(&Self::request(actor, Action::ReadReferrals, Some(subject)))
                 == Decision::Permit;
         let referrals = if referrals_allowed {
-            self.ports.referrals.list_for_person(person.id()).await?
+            self.referrals_of(&person).await?
         } else {
             Vec::new()
         };
-        let shown_alerts = if banner_allowed { &alerts[..] } else { &[] };
+        // After death GP-sourced items are closed: their times are not shown either.
+        let shown_alerts: Vec<care_alert::Alert> = alerts
+            .iter()
+            .filter(|a| {
+                banner_allowed
+                    && (person.gp_record_open()
+                        || a.placement() != care_alert::Placement::GpSummary)
+            })
+            .cloned()
+            .collect();
         let freshness = self
-            .freshness(&person, shown_alerts, &referrals, now)
+            .freshness(&person, &shown_alerts, &referrals, now)
             .await?;
         Ok(PersonSummary {
             person: person.id(),
@@ -198,6 +207,37 @@ impl Services {
             freshness,
             receipt,
         })
+    }
+
+    /// A person's alerts, including any still filed under records merged into theirs
+    /// (a merge moves them, but a message racing the merge may file one late).
+    async fn alerts_of(&self, person: &Person) -> Result<Vec<care_alert::Alert>, AccessError> {
+        let mut alerts = self.ports.alerts.list_for_person(person.id()).await?;
+        for retired in person.merged_from() {
+            alerts.extend(self.ports.alerts.list_for_person(*retired).await?);
+        }
+        Ok(alerts)
+    }
+
+    /// A person's referrals, most recently received first, including any still filed
+    /// under records merged into theirs.
+    async fn referrals_of(
+        &self,
+        person: &Person,
+    ) -> Result<Vec<care_referral::Referral>, AccessError> {
+        let mut referrals = self.ports.referrals.list_for_person(person.id()).await?;
+        if person.merged_from().next().is_some() {
+            for retired in person.merged_from() {
+                referrals.extend(self.ports.referrals.list_for_person(*retired).await?);
+            }
+            referrals.sort_by(|a, b| {
+                b.details()
+                    .received()
+                    .cmp(&a.details().received())
+                    .then(a.id().cmp(&b.id()))
+            });
+        }
+        Ok(referrals)
     }
 
     async fn freshness(
@@ -259,7 +299,7 @@ impl Services {
                 Some("referrals".into()),
             )
             .await?;
-        let referrals = self.ports.referrals.list_for_person(person.id()).await?;
+        let referrals = self.referrals_of(&person).await?;
         Ok(ReferralList {
             person: person.id(),
             referrals,
@@ -285,7 +325,7 @@ impl Services {
                 date_of_death: death.date,
             },
             None => {
-                let alerts = self.ports.alerts.list_for_person(person.id()).await?;
+                let alerts = self.alerts_of(&person).await?;
                 let shown = care_alert::gp_summary(&alerts, today, person.gp_record_open())
                     .unwrap_or_default()
                     .into_iter()

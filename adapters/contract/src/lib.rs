@@ -308,7 +308,7 @@ pub async fn referral_repository(repo: &dyn ReferralRepository, people: &dyn Per
     let owner = stored_person(people).await;
     let other = stored_person(people).await;
     let council = source(SourceKind::SocialCare);
-    let older = Referral::new(
+    let mut older = Referral::new(
         ReferralId::from_uuid(Uuid::new_v4()),
         owner,
         council.clone(),
@@ -330,8 +330,13 @@ pub async fn referral_repository(repo: &dyn ReferralRepository, people: &dyn Per
         repo.find_by_source_ref(&council.id, "REF-1").await.unwrap(),
         None
     );
-    repo.save(&older).await.unwrap();
-    repo.save(&newer).await.unwrap();
+    assert_eq!(
+        repo.save(&older).await.unwrap(),
+        1,
+        "a new referral is stored at version 1"
+    );
+    older.set_version(1);
+    newer.set_version(repo.save(&newer).await.unwrap());
     assert_eq!(
         repo.find_by_source_ref(&council.id, "REF-1")
             .await
@@ -346,7 +351,8 @@ pub async fn referral_repository(repo: &dyn ReferralRepository, people: &dyn Per
         "most recently received first"
     );
 
-    // Saving again replaces by id.
+    // Saving again updates by id; a save from a stale copy is a conflict.
+    let mut stale = newer.clone();
     newer
         .apply(
             &council,
@@ -354,7 +360,26 @@ pub async fn referral_repository(repo: &dyn ReferralRepository, people: &dyn Per
             at(3),
         )
         .unwrap();
-    repo.save(&newer).await.unwrap();
+    assert_eq!(repo.save(&newer).await.unwrap(), 2);
+    stale
+        .apply(
+            &council,
+            referral_details(ReferralStatus::ClosedTransferred, date(2026, 1, 1)),
+            at(4),
+        )
+        .unwrap();
+    assert!(matches!(repo.save(&stale).await, Err(RepoError::Conflict)));
+    // A second referral with a taken source reference is a conflict, not a duplicate.
+    let twin = Referral::new(
+        ReferralId::from_uuid(Uuid::new_v4()),
+        owner,
+        council.clone(),
+        "REF-1",
+        referral_details(ReferralStatus::Accepted, date(2026, 1, 1)),
+        at(9),
+    )
+    .unwrap();
+    assert!(matches!(repo.save(&twin).await, Err(RepoError::Conflict)));
     let stored = repo
         .find_by_source_ref(&council.id, "REF-2")
         .await
@@ -398,7 +423,8 @@ pub async fn alert_repository(repo: &dyn AlertRepository, people: &dyn PersonRep
         at(1),
     )
     .unwrap();
-    repo.save(&alert).await.unwrap();
+    alert.set_version(repo.save(&alert).await.unwrap());
+    assert_eq!(alert.version(), 1, "a new alert is stored at version 1");
     assert_eq!(
         repo.find_by_source_ref(&acute.id, "AL-1")
             .await
@@ -410,10 +436,15 @@ pub async fn alert_repository(repo: &dyn AlertRepository, people: &dyn PersonRep
         repo.find_by_source_ref(&acute.id, "AL-2").await.unwrap(),
         None
     );
+    let mut stale = alert.clone();
     alert
         .apply(&acute, details(Some(date(2025, 6, 1))), at(2))
         .unwrap();
-    repo.save(&alert).await.unwrap();
+    alert.set_version(repo.save(&alert).await.unwrap());
+    stale
+        .apply(&acute, details(Some(date(2025, 7, 1))), at(3))
+        .unwrap();
+    assert!(matches!(repo.save(&stale).await, Err(RepoError::Conflict)));
     let listed = repo.list_for_person(owner).await.unwrap();
     assert_eq!(
         listed,
@@ -423,6 +454,11 @@ pub async fn alert_repository(repo: &dyn AlertRepository, people: &dyn PersonRep
     assert_eq!(repo.reassign_person(owner, other).await.unwrap(), 1);
     assert_eq!(repo.reassign_person(owner, other).await.unwrap(), 0);
     assert_eq!(repo.list_for_person(other).await.unwrap().len(), 1);
+    // Reassigning changes the record: a copy from before it is stale.
+    assert!(
+        matches!(repo.save(&alert).await, Err(RepoError::Conflict)),
+        "reassign_person moves the version on"
+    );
 }
 
 fn dpo() -> Actor {

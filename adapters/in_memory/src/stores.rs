@@ -180,19 +180,21 @@ macro_rules! source_ref_store {
                     .cloned())
             }
 
-            async fn save(&self, item: &$item) -> Result<(), RepoError> {
+            async fn save(&self, item: &$item) -> Result<u64, RepoError> {
                 let mut state = lock(&self.state);
                 let key = (item.source().id.clone(), item.source_ref().to_owned());
-                if let Some(existing) = state.refs.get(&key)
-                    && *existing != item.id()
-                {
-                    return Err(RepoError::Unexpected(anyhow::anyhow!(
-                        "source reference already used by another record"
-                    )));
+                if state.refs.get(&key).is_some_and(|existing| *existing != item.id()) {
+                    return Err(RepoError::Conflict);
                 }
+                let stored = state.items.get(&item.id()).map_or(0, |i| i.version());
+                if stored != item.version() {
+                    return Err(RepoError::Conflict);
+                }
+                let mut kept = item.clone();
+                kept.set_version(stored + 1);
                 state.refs.insert(key, item.id());
-                state.items.insert(item.id(), item.clone());
-                Ok(())
+                state.items.insert(item.id(), kept);
+                Ok(stored + 1)
             }
 
             async fn list_for_person(&self, person: PersonId) -> Result<Vec<$item>, RepoError> {
@@ -212,6 +214,7 @@ macro_rules! source_ref_store {
                 let mut moved = 0;
                 for item in state.items.values_mut().filter(|i| i.person() == from) {
                     item.reassign(to);
+                    item.set_version(item.version() + 1);
                     moved += 1;
                 }
                 Ok(moved)

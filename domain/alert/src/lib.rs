@@ -51,8 +51,9 @@ pub enum Placement {
     GpSummary,
 }
 
-/// An alert's content as one statement from its source gives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An alert's content as one statement from its source gives it. (`Ord` is only the
+/// tie-break between different statements with the same source time.)
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AlertDetails {
     category: AlertCategory,
     description: String,
@@ -139,6 +140,7 @@ pub struct Alert {
     source_ref: String,
     details: AlertDetails,
     source_time: Timestamp,
+    version: u64,
 }
 
 impl Alert {
@@ -162,7 +164,18 @@ impl Alert {
             source_ref: source_ref.to_owned(),
             details,
             source_time,
+            version: 0,
         })
+    }
+
+    /// The version loaded (repositories use it for optimistic locking; 0 when new).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Set by repositories when they store or load the alert.
+    pub fn set_version(&mut self, version: u64) {
+        self.version = version;
     }
 
     /// The internal id.
@@ -205,7 +218,8 @@ impl Alert {
     }
 
     /// Applies a statement of the alert by source time: older is `Stale`, the same again
-    /// is `Unchanged`.
+    /// is `Unchanged`, a newer repeat moves the source time on. Different statements
+    /// with the same source time are ordered by content, so arrival order never matters.
     pub fn apply(
         &mut self,
         source: &Source,
@@ -217,7 +231,8 @@ impl Alert {
         }
         Ok(match UpdateOrder::of(self.source_time, source_time) {
             UpdateOrder::Older => UpdateOutcome::Stale,
-            _ if details == self.details => UpdateOutcome::Unchanged,
+            UpdateOrder::SameTime if details == self.details => UpdateOutcome::Unchanged,
+            UpdateOrder::SameTime if details < self.details => UpdateOutcome::Stale,
             UpdateOrder::SameTime | UpdateOrder::Newer => {
                 self.details = details;
                 self.source_time = source_time;
@@ -459,6 +474,51 @@ mod tests {
             a.apply(&source("gp", SourceKind::GpPractice), ended, at(20)),
             Err(AlertError::WrongSource)
         );
+    }
+
+    #[test]
+    fn a_newer_repeat_moves_the_source_time_on_so_an_older_end_stays_stale() {
+        let acute = source("acute", SourceKind::Acute);
+        let mut a = alert(
+            1,
+            acute.clone(),
+            AlertCategory::Allergy,
+            Severity::High,
+            None,
+        );
+        let open = a.details().clone();
+        assert_eq!(a.apply(&acute, open, at(30)), Ok(UpdateOutcome::Applied));
+        let ended = AlertDetails::new(
+            AlertCategory::Allergy,
+            "text",
+            Severity::High,
+            day(1),
+            day(1),
+            Some(day(3)),
+        )
+        .unwrap();
+        assert_eq!(
+            a.apply(&acute, ended.clone(), at(20)),
+            Ok(UpdateOutcome::Stale)
+        );
+        // Simultaneous statements: the same one wins in either order.
+        let mut b = alert(
+            2,
+            acute.clone(),
+            AlertCategory::Allergy,
+            Severity::High,
+            None,
+        );
+        b.apply(&acute, ended.clone(), at(0)).unwrap();
+        let mut c = alert(
+            2,
+            acute.clone(),
+            AlertCategory::Allergy,
+            Severity::High,
+            Some(day(3)),
+        );
+        c.apply(&acute, a.details().clone(), at(0)).unwrap();
+        assert_eq!(b.details(), c.details());
     }
 
     #[test]

@@ -621,6 +621,9 @@ named_enum!(
         NotFound => "not_found",
         /// A feed account acting for a source other than its own.
         WrongSource => "wrong_source",
+        /// Access was permitted but the change asked for breaks a rule (e.g. consent
+        /// already at that level): nothing was changed.
+        InvalidChange => "invalid_change",
     }
 );
 

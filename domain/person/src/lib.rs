@@ -265,6 +265,18 @@ mod tests {
             UpdateOutcome::Applied
         );
         assert!(p.death().is_none());
+        // The erroneous report arriving again later stays corrected.
+        assert_eq!(
+            p.record_death(date(2025, 1, 1), gp.clone(), at(100))
+                .unwrap(),
+            UpdateOutcome::Stale
+        );
+        assert!(p.death().is_none());
+        assert_eq!(
+            p.record_death(date(2025, 2, 1), gp.clone(), at(300))
+                .unwrap(),
+            UpdateOutcome::Applied
+        );
     }
 
     #[test]

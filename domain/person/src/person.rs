@@ -136,6 +136,9 @@ pub struct Person {
     local_ids: BTreeSet<LocalId>,
     records: BTreeMap<SourceId, SourceRecord>,
     death: Option<Death>,
+    /// The source time of the last correction that cleared a death: reports of death
+    /// from before it are stale.
+    death_cleared_at: Option<Timestamp>,
     merged_into: Option<PersonId>,
     merged_from: BTreeSet<PersonId>,
     version: u64,
@@ -150,6 +153,7 @@ impl Person {
             local_ids: BTreeSet::new(),
             records: BTreeMap::new(),
             death: None,
+            death_cleared_at: None,
             merged_into: None,
             merged_from: BTreeSet::new(),
             version: 0,
@@ -190,6 +194,12 @@ impl Person {
         self.death.as_ref()
     }
 
+    /// When a source last corrected a death recorded in error (reports older than this
+    /// are stale).
+    pub fn death_cleared_at(&self) -> Option<Timestamp> {
+        self.death_cleared_at
+    }
+
     /// Where this record went, if it was merged into another.
     pub fn merged_into(&self) -> Option<PersonId> {
         self.merged_into
@@ -219,6 +229,7 @@ impl Person {
         local_ids: impl IntoIterator<Item = LocalId>,
         records: impl IntoIterator<Item = SourceRecord>,
         death: Option<Death>,
+        death_cleared_at: Option<Timestamp>,
         merged_into: Option<PersonId>,
         merged_from: impl IntoIterator<Item = PersonId>,
         version: u64,
@@ -232,6 +243,7 @@ impl Person {
                 .map(|r| (r.source.id.clone(), r))
                 .collect(),
             death,
+            death_cleared_at,
             merged_into,
             merged_from: merged_from.into_iter().collect(),
             version,
@@ -306,8 +318,9 @@ impl Person {
         })
     }
 
-    /// Records a death reported by a source. A report older than the death held is stale;
-    /// a newer one may correct the date.
+    /// Records a death reported by a source. A report older than the death held, or
+    /// than a later correction, is stale; a newer one may correct the date (or, with the
+    /// same date, moves the report's time on).
     pub fn record_death(
         &mut self,
         date: Date,
@@ -315,13 +328,19 @@ impl Person {
         source_time: Timestamp,
     ) -> Result<UpdateOutcome, PersonError> {
         self.live()?;
+        if self
+            .death_cleared_at
+            .is_some_and(|cleared| source_time <= cleared)
+        {
+            return Ok(UpdateOutcome::Stale);
+        }
         let incoming = Death {
             date,
             source,
             source_time,
         };
         match &self.death {
-            Some(held) if held.date == incoming.date => Ok(UpdateOutcome::Unchanged),
+            Some(held) if *held == incoming => Ok(UpdateOutcome::Unchanged),
             Some(held) if held.source_time >= incoming.source_time => Ok(UpdateOutcome::Stale),
             _ => {
                 self.death = Some(incoming);
@@ -347,6 +366,7 @@ impl Person {
                     && source.kind.precedence() <= held.source.kind.precedence() =>
             {
                 self.death = None;
+                self.death_cleared_at = Some(source_time);
                 Ok(UpdateOutcome::Applied)
             }
             Some(_) => Ok(UpdateOutcome::Stale),
@@ -475,6 +495,12 @@ impl Person {
                 self.death = Some(d.clone());
             }
             _ => {}
+        }
+        self.death_cleared_at = self.death_cleared_at.max(retired.death_cleared_at);
+        if let (Some(death), Some(cleared)) = (&self.death, self.death_cleared_at)
+            && death.source_time <= cleared
+        {
+            self.death = None;
         }
         self.merged_from.insert(retired.id);
         self.merged_from.extend(retired.merged_from.iter().copied());

@@ -90,12 +90,15 @@ care_kernel::named_enum!(
 );
 
 /// The referral's content as one message from its source states it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ReferralDetails {
+    // Field order is the tie-break order for statements with the same source time
+    // (derived `Ord`): the further-on status wins, so the outcome never depends on which
+    // of two simultaneous statements arrives first.
+    status: ReferralStatus,
     received: Date,
     team: String,
     referral_source: ReferralSource,
-    status: ReferralStatus,
     closed: Option<Date>,
     involvement: Option<InvolvementLevel>,
 }
@@ -197,6 +200,7 @@ pub struct Referral {
     source_ref: String,
     details: ReferralDetails,
     source_time: Timestamp,
+    version: u64,
 }
 
 impl Referral {
@@ -224,7 +228,18 @@ impl Referral {
             source_ref: source_ref.to_owned(),
             details,
             source_time,
+            version: 0,
         })
+    }
+
+    /// The version loaded (repositories use it for optimistic locking; 0 when new).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Set by repositories when they store or load the referral.
+    pub fn set_version(&mut self, version: u64) {
+        self.version = version;
     }
 
     /// The internal id.
@@ -252,9 +267,12 @@ impl Referral {
         self.source_time
     }
 
-    /// Applies a newer statement of the referral. An older one is `Stale` and changes
-    /// nothing; the same one again is `Unchanged`; a newer one that breaks the lifecycle
-    /// is refused so that the feed can quarantine it.
+    /// Applies a statement of the referral by source time. An older one is `Stale` and
+    /// changes nothing; the same one again is `Unchanged`; a newer one that repeats what
+    /// is held moves the source time on (so later-arriving older statements stay stale);
+    /// a newer one that breaks the lifecycle is refused so that the feed can quarantine
+    /// it. Two different statements with the same source time are simultaneous: the
+    /// one further on wins, whatever the arrival order, without a lifecycle check.
     pub fn apply(
         &mut self,
         source: &Source,
@@ -267,16 +285,17 @@ impl Referral {
         match UpdateOrder::of(self.source_time, source_time) {
             UpdateOrder::Older => Ok(UpdateOutcome::Stale),
             UpdateOrder::SameTime if details == self.details => Ok(UpdateOutcome::Unchanged),
-            UpdateOrder::SameTime | UpdateOrder::Newer => {
+            UpdateOrder::SameTime if details < self.details => Ok(UpdateOutcome::Stale),
+            UpdateOrder::SameTime => {
+                self.details = details;
+                Ok(UpdateOutcome::Applied)
+            }
+            UpdateOrder::Newer => {
                 if !self.details.status.may_become(details.status) {
                     return Err(ReferralError::InvalidTransition {
                         from: self.details.status.as_str(),
                         to: details.status.as_str(),
                     });
-                }
-                if details == self.details {
-                    self.source_time = source_time;
-                    return Ok(UpdateOutcome::Unchanged);
                 }
                 self.details = details;
                 self.source_time = source_time;
@@ -406,6 +425,36 @@ mod tests {
             Ok(UpdateOutcome::Applied)
         );
         assert_eq!(r.details().closed(), Some(day(20)));
+    }
+
+    #[test]
+    fn a_newer_repeat_moves_the_source_time_on_so_older_statements_stay_stale() {
+        let mut r = referral(Accepted, 10);
+        assert_eq!(
+            r.apply(&council(), details(Accepted), at(30)),
+            Ok(UpdateOutcome::Applied)
+        );
+        assert_eq!(r.source_time(), at(30));
+        assert_eq!(
+            r.apply(&council(), details(ClosedNoFurtherAction), at(20)),
+            Ok(UpdateOutcome::Stale)
+        );
+        assert_eq!(r.details().status(), Accepted);
+    }
+
+    #[test]
+    fn simultaneous_statements_resolve_alike_whatever_the_arrival_order() {
+        for (a, b) in [
+            (Accepted, ClosedNoFurtherAction),
+            (ClosedNoFurtherAction, ClosedTransferred),
+            (AwaitingDecision, Accepted),
+        ] {
+            let mut x = referral(a, 10);
+            let mut y = referral(b, 10);
+            assert!(x.apply(&council(), details(b), at(10)).is_ok());
+            assert!(y.apply(&council(), details(a), at(10)).is_ok());
+            assert_eq!(x.details(), y.details(), "{a:?} and {b:?}");
+        }
     }
 
     #[test]
