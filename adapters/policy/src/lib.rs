@@ -46,7 +46,7 @@ pub const ANY: &str = "*";
 #[derive(Debug, Error)]
 pub enum PolicyError {
     /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
