@@ -7,7 +7,7 @@ use care_person::{Identifier, NhsNumber, Person};
 
 use crate::ports::{Decision, RepoError, SubjectState};
 use crate::views::{ConsentView, IdentityView};
-use crate::{AccessError, AuditReceipt, Services};
+use crate::{AccessError, AuditReceipt, Services, gate::Access};
 
 /// A change of consent the DPO records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,27 +64,15 @@ impl Services {
     /// the record (an unknown number is audited as not found).
     pub(crate) async fn gate_known_nhs(
         &self,
-        actor: &Actor,
-        at: Timestamp,
-        action: Action,
+        access: Access<'_>,
         nhs: &NhsNumber,
-        resource: &str,
     ) -> Result<(Person, AuditReceipt), AccessError> {
-        let (person, subject) = self.nhs_subject(actor, at, nhs).await?;
+        let (person, subject) = self.nhs_subject(access.actor, access.at, nhs).await?;
         let Some(person) = person else {
-            return Err(self
-                .refuse_unknown(actor, at, action, Some(resource.to_owned()))
-                .await);
+            return Err(self.refuse_unknown(&access).await);
         };
         let receipt = self
-            .gate(
-                actor,
-                at,
-                action,
-                Some(person.id()),
-                Some(subject),
-                Some(resource.to_owned()),
-            )
+            .gate(&access.about(Some(person.id()), Some(subject)))
             .await?;
         Ok((person, receipt))
     }
@@ -98,7 +86,10 @@ impl Services {
     ) -> Result<IdentityView, AccessError> {
         let now = self.now();
         let (person, receipt) = self
-            .gate_known_nhs(actor, now, Action::FindIdentity, nhs, "identity")
+            .gate_known_nhs(
+                Access::new(actor, now, Action::FindIdentity).on("identity"),
+                nhs,
+            )
             .await?;
         let level = self
             .ports
@@ -123,12 +114,9 @@ impl Services {
         let (person, subject) = self.nhs_subject(actor, now, nhs).await?;
         let receipt = self
             .gate(
-                actor,
-                now,
-                Action::AdministerConsent,
-                person.as_ref().map(Person::id),
-                Some(subject),
-                Some("consent".into()),
+                &Access::new(actor, now, Action::AdministerConsent)
+                    .on("consent")
+                    .about(person.as_ref().map(Person::id), Some(subject)),
             )
             .await?;
         let consent = self
@@ -153,28 +141,11 @@ impl Services {
     ) -> Result<ConsentView, AccessError> {
         let now = self.now();
         let (person, subject) = self.nhs_subject(actor, now, nhs).await?;
-        let person_id = person.as_ref().map(Person::id);
-        let resource = Some(command.resource().to_owned());
-        let action = Action::AdministerConsent;
-        if let Decision::Deny(reason) =
-            self.ports
-                .policy
-                .decide(&Self::request(actor, action, Some(subject)))
-        {
-            let denied = self
-                .audit_outcome(
-                    actor,
-                    now,
-                    action,
-                    person_id,
-                    Some(subject),
-                    resource,
-                    Outcome::Denied(reason),
-                )
-                .await;
-            return Err(denied
-                .err()
-                .unwrap_or_else(|| AccessError::from_denial(reason)));
+        let change = Access::new(actor, now, Action::AdministerConsent)
+            .on(command.resource())
+            .about(person.as_ref().map(Person::id), Some(subject));
+        if let Decision::Deny(reason) = self.decide(&change) {
+            return Err(self.refuse(&change, reason).await);
         }
         let mut receipt = None;
         for _ in 0..CONSENT_RETRIES {
@@ -195,18 +166,9 @@ impl Services {
                 }
             };
             if let Err(refused) = applied {
-                let audited = self
-                    .audit_outcome(
-                        actor,
-                        now,
-                        action,
-                        person_id,
-                        Some(subject),
-                        resource.clone(),
-                        Outcome::Denied(DenyReason::InvalidChange),
-                    )
-                    .await;
-                if let Err(AccessError::Unexpected(e)) = audited {
+                if let AccessError::Unexpected(e) =
+                    self.refuse(&change, DenyReason::InvalidChange).await
+                {
                     return Err(AccessError::Unexpected(e));
                 }
                 return Err(match refused {
@@ -216,21 +178,7 @@ impl Services {
             }
             let receipt = match receipt {
                 Some(r) => r,
-                None => {
-                    let r = self
-                        .audit_outcome(
-                            actor,
-                            now,
-                            action,
-                            person_id,
-                            Some(subject),
-                            resource.clone(),
-                            Outcome::Permitted,
-                        )
-                        .await?;
-                    receipt = Some(r);
-                    r
-                }
+                None => *receipt.insert(self.audit_outcome(&change, Outcome::Permitted).await?),
             };
             match self.ports.consent.save(&consent).await {
                 Ok(version) => {

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::ports::{AlertRepository, Decision, ReferralRepository, RepoError};
-use crate::{AccessError, Services};
+use crate::{AccessError, Services, gate::Access};
 
 /// How a feed names the person a message is about: an NHS number, the source's own
 /// local id, or both. At least one is required.
@@ -129,33 +129,18 @@ impl Services {
         actor: &Actor,
         source: &SourceId,
     ) -> Result<Source, IngestError> {
-        let now = self.now();
-        let refusal =
-            match self
-                .ports
-                .policy
-                .decide(&Self::request(actor, Action::SubmitFeed, None))
-            {
-                Decision::Deny(reason) => Some(reason),
-                Decision::Permit if actor.feed_source.as_ref() != Some(source) => {
-                    Some(DenyReason::WrongSource)
-                }
-                Decision::Permit => None,
-            };
+        let submit =
+            Access::new(actor, self.now(), Action::SubmitFeed).on(format!("source:{source}"));
+        let refusal = match self.decide(&submit) {
+            Decision::Deny(reason) => Some(reason),
+            Decision::Permit if actor.feed_source.as_ref() != Some(source) => {
+                Some(DenyReason::WrongSource)
+            }
+            Decision::Permit => None,
+        };
         if let Some(reason) = refusal {
-            let audited = self
-                .audit_outcome(
-                    actor,
-                    now,
-                    Action::SubmitFeed,
-                    None,
-                    None,
-                    Some(format!("source:{source}")),
-                    care_access_audit::Outcome::Denied(reason),
-                )
-                .await;
-            return match audited {
-                Err(AccessError::Unexpected(e)) => Err(IngestError::Unexpected(e)),
+            return match self.refuse(&submit, reason).await {
+                AccessError::Unexpected(e) => Err(IngestError::Unexpected(e)),
                 _ => Err(IngestError::Forbidden(source.clone())),
             };
         }

@@ -7,6 +7,7 @@
 
 pub mod access;
 mod consent;
+mod gate;
 mod ingest;
 mod oversight;
 pub mod ports;
@@ -15,8 +16,7 @@ pub mod views;
 
 use std::sync::Arc;
 
-use care_access_audit::{AuditEvent, Outcome};
-use care_kernel::{Action, Actor, Date, DenyReason, InvalidValue, PersonId, Timestamp};
+use care_kernel::{Actor, Date, DenyReason, InvalidValue, PersonId, Timestamp};
 use care_person::Person;
 use thiserror::Error;
 
@@ -29,6 +29,8 @@ pub use ports::{
 };
 pub use reads::SEARCH_LIMIT;
 pub use views::AuditReceipt;
+
+use gate::Access;
 
 /// Why a use case did not return data. What the caller sees is deliberately coarse:
 /// an opted-out person, a person who died more than 8 years ago and an unknown id are
@@ -177,144 +179,20 @@ impl Services {
         })
     }
 
-    fn event(
-        actor: &Actor,
-        at: Timestamp,
-        action: Action,
-        person: Option<PersonId>,
-        subject: Option<SubjectState>,
-        resource: Option<String>,
-        outcome: Outcome,
-    ) -> AuditEvent {
-        // The asserted basis is recorded where it mattered: on an `ask_first` record.
-        let basis = subject
-            .filter(|s| s.consent == care_consent::ConsentLevel::AskFirst)
-            .and(actor.basis.clone());
-        AuditEvent {
-            at,
-            user: actor.user.clone(),
-            organisation: actor.organisation.clone(),
-            role: actor.role,
-            client: actor.client,
-            action,
-            person,
-            resource,
-            purpose: actor.purpose.clone(),
-            basis,
-            outcome,
-        }
-    }
-
-    fn request(actor: &Actor, action: Action, subject: Option<SubjectState>) -> AccessRequest {
-        AccessRequest {
-            role: actor.role,
-            action,
-            direct_care: actor.purpose.is_direct_care(),
-            subject,
-        }
-    }
-
-    /// The one gate every access passes: decide, append the audit event, and only then
-    /// answer. A denial is audited and returned as an error; a failure to audit stops
-    /// the access (fail closed).
-    async fn gate(
-        &self,
-        actor: &Actor,
-        at: Timestamp,
-        action: Action,
-        person: Option<PersonId>,
-        subject: Option<SubjectState>,
-        resource: Option<String>,
-    ) -> Result<AuditReceipt, AccessError> {
-        let decision = self
-            .ports
-            .policy
-            .decide(&Self::request(actor, action, subject));
-        let outcome = match decision {
-            Decision::Permit => Outcome::Permitted,
-            Decision::Deny(reason) => Outcome::Denied(reason),
-        };
-        self.audit_outcome(actor, at, action, person, subject, resource, outcome)
-            .await
-    }
-
-    /// Appends one event with a known outcome; a denial comes back as its error.
-    #[allow(clippy::too_many_arguments)]
-    async fn audit_outcome(
-        &self,
-        actor: &Actor,
-        at: Timestamp,
-        action: Action,
-        person: Option<PersonId>,
-        subject: Option<SubjectState>,
-        resource: Option<String>,
-        outcome: Outcome,
-    ) -> Result<AuditReceipt, AccessError> {
-        let event = Self::event(actor, at, action, person, subject, resource, outcome);
-        let chained = self.ports.audit.append(vec![event]).await?;
-        let seq = chained
-            .first()
-            .map(|e| e.seq)
-            .ok_or_else(|| anyhow::anyhow!("the audit log appended nothing"))?;
-        match outcome {
-            Outcome::Permitted => Ok(AuditReceipt::new(seq)),
-            Outcome::Denied(reason) => {
-                tracing::info!(target: "security", action = action.as_str(), role = actor.role.as_str(), reason = reason.as_str(), "access refused");
-                Err(AccessError::from_denial(reason))
-            }
-        }
-    }
-
-    /// Audits an access to a person who is not in the record and returns the error to
-    /// answer with. Decided with a neutral subject, so that role and purpose refusals
-    /// read the same whether or not the person exists; otherwise audited as not found.
-    async fn refuse_unknown(
-        &self,
-        actor: &Actor,
-        at: Timestamp,
-        action: Action,
-        resource: Option<String>,
-    ) -> AccessError {
-        let request = Self::request(actor, action, Some(SubjectState::NEUTRAL));
-        let outcome = match self.ports.policy.decide(&request) {
-            Decision::Deny(
-                reason @ (DenyReason::RoleNotPermitted | DenyReason::PurposeNotDirectCare),
-            ) => Outcome::Denied(reason),
-            _ => Outcome::Denied(DenyReason::NotFound),
-        };
-        match self
-            .audit_outcome(actor, at, action, None, None, resource, outcome)
-            .await
-        {
-            Err(e) => e,
-            Ok(_) => AccessError::NotFound,
-        }
-    }
-
     /// Loads the live record an access is about and passes the gate for it (an unknown
-    /// id goes through [`Self::refuse_unknown`]).
+    /// id goes through [`Services::refuse_unknown`]).
     async fn gate_person(
         &self,
-        actor: &Actor,
-        at: Timestamp,
-        action: Action,
+        access: Access<'_>,
         id: PersonId,
-        resource: Option<String>,
     ) -> Result<(Person, SubjectState, AuditReceipt), AccessError> {
-        let today = self.today(at);
+        let today = self.today(access.at);
         let Some(person) = self.load_live(id).await? else {
-            return Err(self.refuse_unknown(actor, at, action, resource).await);
+            return Err(self.refuse_unknown(&access).await);
         };
-        let subject = self.subject_state(&person, actor, today).await?;
+        let subject = self.subject_state(&person, access.actor, today).await?;
         let receipt = self
-            .gate(
-                actor,
-                at,
-                action,
-                Some(person.id()),
-                Some(subject),
-                resource,
-            )
+            .gate(&access.about(Some(person.id()), Some(subject)))
             .await?;
         Ok((person, subject, receipt))
     }

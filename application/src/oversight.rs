@@ -5,7 +5,7 @@ use care_kernel::{Action, Actor, InvalidValue, Timestamp};
 use care_person::NhsNumber;
 
 use crate::views::{AccessReport, ChainVerification};
-use crate::{AccessError, Services};
+use crate::{AccessError, Services, gate::Access};
 
 /// Events read per page while verifying the chain (bounded memory for any chain).
 const VERIFY_PAGE: usize = 10_000;
@@ -25,7 +25,10 @@ impl Services {
         }
         let now = self.now();
         let (person, receipt) = self
-            .gate_known_nhs(actor, now, Action::RunAccessReport, nhs, "access_report")
+            .gate_known_nhs(
+                Access::new(actor, now, Action::RunAccessReport).on("access_report"),
+                nhs,
+            )
             .await?;
         let mut events = self.ports.audit.for_person(person.id(), from, to).await?;
         for retired in person.merged_from() {
@@ -49,7 +52,7 @@ impl Services {
     pub async fn verify_audit(&self, actor: &Actor) -> Result<ChainVerification, AccessError> {
         let now = self.now();
         let receipt = self
-            .gate(actor, now, Action::VerifyAudit, None, None, None)
+            .gate(&Access::new(actor, now, Action::VerifyAudit))
             .await?;
         let head = self.ports.audit.head().await?;
         let mut verifier = ChainVerifier::new();

@@ -13,7 +13,7 @@ use crate::views::{
     GpSummary, GpSummaryState, PersonSummary, ReferralList, SearchHit, SearchResults,
     SourceDemographics, SourceFreshness,
 };
-use crate::{AccessError, AuditReceipt, Services};
+use crate::{AccessError, AuditReceipt, Services, gate::Access};
 
 /// The most hits a search returns; more is a sign the search should be narrower.
 pub const SEARCH_LIMIT: usize = 50;
@@ -38,24 +38,12 @@ impl Services {
     ) -> Result<SearchResults, AccessError> {
         let now = self.now();
         let today = self.today(now);
-        let resource = Some(criteria_kind(criteria).to_owned());
+        let search = Access::new(actor, now, Action::SearchPeople).on(criteria_kind(criteria));
         // Role and purpose first, before anything about any person is looked at.
-        let neutral = Self::request(actor, Action::SearchPeople, Some(SubjectState::NEUTRAL));
-        if let Decision::Deny(reason) = self.ports.policy.decide(&neutral) {
-            let denied = self
-                .audit_outcome(
-                    actor,
-                    now,
-                    Action::SearchPeople,
-                    None,
-                    None,
-                    resource,
-                    Outcome::Denied(reason),
-                )
-                .await;
-            return Err(denied
-                .err()
-                .unwrap_or_else(|| AccessError::from_denial(reason)));
+        if let Decision::Deny(reason) =
+            self.decide(&search.about(None, Some(SubjectState::NEUTRAL)))
+        {
+            return Err(self.refuse(&search, reason).await);
         }
 
         let fetch = SEARCH_LIMIT * 2 + 1;
@@ -80,15 +68,7 @@ impl Services {
             .map(|c| (c.nhs_number().clone(), c.level()))
             .collect();
 
-        let mut events = vec![Self::event(
-            actor,
-            now,
-            Action::SearchPeople,
-            None,
-            None,
-            resource.clone(),
-            Outcome::Permitted,
-        )];
+        let mut events = vec![search.event(Outcome::Permitted)];
         let mut hits = Vec::new();
         let mut truncated = store_cut_short;
         for person in &candidates {
@@ -101,12 +81,8 @@ impl Services {
                 vital: person.vital_status(today),
                 basis: actor.basis.as_ref().map(|b| b.kind()),
             };
-            let decision = self.ports.policy.decide(&Self::request(
-                actor,
-                Action::SearchPeople,
-                Some(subject),
-            ));
-            let outcome = match decision {
+            let look = search.about(Some(person.id()), Some(subject));
+            let outcome = match self.decide(&look) {
                 Decision::Permit if hits.len() == SEARCH_LIMIT => {
                     truncated = true;
                     continue;
@@ -117,15 +93,7 @@ impl Services {
                 }
                 Decision::Deny(reason) => Outcome::Denied(reason),
             };
-            events.push(Self::event(
-                actor,
-                now,
-                Action::SearchPeople,
-                Some(person.id()),
-                Some(subject),
-                resource.clone(),
-                outcome,
-            ));
+            events.push(look.event(outcome));
         }
         // One append for the search and all its hits: one durable write, and no timing
         // that grows with how many of the matches were refused.
@@ -150,21 +118,12 @@ impl Services {
     ) -> Result<PersonSummary, AccessError> {
         let now = self.now();
         let today = self.today(now);
-        let (person, subject, receipt) = self
-            .gate_person(
-                actor,
-                now,
-                Action::ReadDemographics,
-                id,
-                Some("summary".into()),
-            )
-            .await?;
+        let read = Access::new(actor, now, Action::ReadDemographics).on("summary");
+        let (person, subject, receipt) = self.gate_person(read.clone(), id).await?;
+        let look = read.about(Some(person.id()), Some(subject));
         let alerts = self.alerts_of(&person).await?;
-        let banner_allowed = self.ports.policy.decide(&Self::request(
-            actor,
-            Action::ReadBannerAlerts,
-            Some(subject),
-        )) == Decision::Permit;
+        let banner_allowed =
+            self.decide(&look.for_action(Action::ReadBannerAlerts)) == Decision::Permit;
         let banner = banner_allowed.then(|| {
             care_alert::banner(&alerts, today)
                 .into_iter()
@@ -174,10 +133,7 @@ impl Services {
         // Freshness names the sources that hold something about the person: a role that
         // may not see referrals must not learn from it that a council holds one.
         let referrals_allowed =
-            self.ports
-                .policy
-                .decide(&Self::request(actor, Action::ReadReferrals, Some(subject)))
-                == Decision::Permit;
+            self.decide(&look.for_action(Action::ReadReferrals)) == Decision::Permit;
         let referrals = if referrals_allowed {
             self.referrals_of(&person).await?
         } else {
@@ -292,11 +248,8 @@ impl Services {
         let now = self.now();
         let (person, _, receipt) = self
             .gate_person(
-                actor,
-                now,
-                Action::ReadReferrals,
+                Access::new(actor, now, Action::ReadReferrals).on("referrals"),
                 id,
-                Some("referrals".into()),
             )
             .await?;
         let referrals = self.referrals_of(&person).await?;
@@ -313,11 +266,8 @@ impl Services {
         let today = self.today(now);
         let (person, _, receipt) = self
             .gate_person(
-                actor,
-                now,
-                Action::ReadGpSummary,
+                Access::new(actor, now, Action::ReadGpSummary).on("gp_summary"),
                 id,
-                Some("gp_summary".into()),
             )
             .await?;
         let state = match person.death() {
@@ -351,11 +301,8 @@ impl Services {
         let now = self.now();
         let (person, _, receipt) = self
             .gate_person(
-                actor,
-                now,
-                Action::ReadSourceDemographics,
+                Access::new(actor, now, Action::ReadSourceDemographics).on("source_demographics"),
                 id,
-                Some("source_demographics".into()),
             )
             .await?;
         Ok(SourceDemographics {
