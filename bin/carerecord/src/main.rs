@@ -5,11 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use care_application::{AccessPolicy, AccessRequest, Clock, Decision, SubjectState};
-use care_in_memory::SystemClock;
-use care_kernel::{Action, Role};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use care_application::{AccessPolicy, AccessRequest, Clock, Decision, Services, SubjectState};
+use care_in_memory::{SpecPolicy, SystemClock, UuidV7Ids};
+use care_kernel::{Action, Actor, OrganisationId, Role, UserId};
+use care_persistence::{Database, ImportBatch};
 use care_policy::CasbinPolicy;
+use care_synthetic::Generator;
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,6 +24,14 @@ use clap::{Parser, Subcommand};
     about = "Care Record: a shared care record"
 )]
 struct Cli {
+    /// The database: `sqlite://FILE` (created if missing) or `postgres://…`.
+    #[arg(
+        long,
+        global = true,
+        env = "CARE_DATABASE_URL",
+        default_value = "sqlite://care.db"
+    )]
+    database: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,6 +48,25 @@ enum Command {
         #[arg(long, env = "CARE_POLICY_FILE", requires = "model")]
         policy: Option<PathBuf>,
     },
+    /// Create or update the database schema.
+    Migrate,
+    /// Fill the database with synthetic people (alerts, referrals, consent), in batches.
+    Seed {
+        /// How many people.
+        #[arg(long)]
+        people: u64,
+        /// The seed: the same seed and date give the same people.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The day the data is generated as of (YYYY-MM-DD, default today, UTC).
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// People written per transaction.
+        #[arg(long, default_value_t = 2_000)]
+        batch: u64,
+    },
+    /// Verify the audit hash chain against its head; exits non-zero if it is broken.
+    VerifyAudit,
     /// Write synthetic people (with alerts, referrals and consent) as JSON lines.
     Generate {
         /// How many people.
@@ -52,8 +85,17 @@ enum Command {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let database = cli.database;
     let result = match cli.command {
         Command::Policy { model, policy } => show_policy(model, policy).await,
+        Command::Migrate => migrate(&database).await,
+        Command::Seed {
+            people,
+            seed,
+            as_of,
+            batch,
+        } => seed_database(&database, people, seed, as_of, batch).await,
+        Command::VerifyAudit => verify_audit(&database).await,
         Command::Generate {
             people,
             seed,
@@ -137,9 +179,119 @@ async fn show_policy(model: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow:
     Ok(())
 }
 
-fn generate(people: u64, seed: u64, as_of: Option<chrono::NaiveDate>) -> anyhow::Result<()> {
+/// Midnight (UTC) of the given day, or of today: what generated data is anchored to.
+fn as_of_time(as_of: Option<chrono::NaiveDate>) -> care_kernel::Timestamp {
     let day = as_of.unwrap_or_else(|| SystemClock.now().date_naive());
-    let now = day.and_time(chrono::NaiveTime::MIN).and_utc();
+    day.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+/// Opens the database and brings its schema up to date (as every command does).
+async fn open(url: &str) -> anyhow::Result<Database> {
+    let db = Database::connect(url).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+async fn migrate(url: &str) -> anyhow::Result<()> {
+    open(url).await?;
+    eprintln!("carerecord: the database schema is up to date");
+    Ok(())
+}
+
+async fn seed_database(
+    url: &str,
+    people: u64,
+    seed: u64,
+    as_of: Option<chrono::NaiveDate>,
+    batch: u64,
+) -> anyhow::Result<()> {
+    let db = open(url).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ports = db.ports(Arc::new(SpecPolicy::default()), clock, Arc::new(UuidV7Ids));
+    for source in care_synthetic::sources()? {
+        ports.sources.register(&source).await?;
+    }
+    let generator = Generator::new(seed, as_of_time(as_of))?;
+    let bar = ProgressBar::new(people).with_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} people ({per_sec}, eta {eta})",
+        )?
+        .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let (mut alerts, mut referrals) = (0usize, 0usize);
+    let mut next = 0;
+    while next < people {
+        let end = (next + batch.max(1)).min(people);
+        let mut import = ImportBatch::default();
+        for p in generator.people_range(next..end) {
+            import.people.push(p.person);
+            import.alerts.extend(p.alerts);
+            import.referrals.extend(p.referrals);
+            import.consents.extend(p.consent);
+        }
+        alerts += import.alerts.len();
+        referrals += import.referrals.len();
+        db.import(&import)
+            .await
+            .with_context(|| format!("writing people {next}..{end}"))?;
+        bar.inc(end - next);
+        next = end;
+    }
+    bar.finish();
+    eprintln!(
+        "carerecord: seeded {people} people, {alerts} alerts and {referrals} referrals in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn verify_audit(url: &str) -> anyhow::Result<()> {
+    let db = open(url).await?;
+    let ports = db.ports(
+        Arc::new(CasbinPolicy::load_default().await?),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7Ids),
+    );
+    let services = Services::new(ports);
+    // The operator running this command acts as the auditor, from this machine.
+    let user: String = std::env::var("USER")
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(60)
+        .collect();
+    let user = if user.is_empty() {
+        "operator".to_owned()
+    } else {
+        user
+    };
+    let actor = Actor::new(
+        UserId::parse(&format!("cli.{user}"))?,
+        OrganisationId::parse("LOCAL")?,
+        Role::Auditor,
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+    );
+    let verification = services.verify_audit(&actor).await?;
+    match verification.result {
+        Ok(chain) => {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "audit chain verified: {} events, last hash {}",
+                chain.len, chain.last_hash
+            )?;
+            Ok(())
+        }
+        Err(broken) => anyhow::bail!(
+            "audit chain broken at event {}: {broken}",
+            broken.position()
+        ),
+    }
+}
+
+fn generate(people: u64, seed: u64, as_of: Option<chrono::NaiveDate>) -> anyhow::Result<()> {
+    let now = as_of_time(as_of);
     let mut out = BufWriter::new(std::io::stdout().lock());
     care_synthetic::write_json_lines(seed, now, people, &mut out)?;
     out.flush().context("writing to standard output")?;

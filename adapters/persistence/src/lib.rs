@@ -1,0 +1,170 @@
+//! Persistence for SQLite (the embedded default) and PostgreSQL, from one code base, on
+//! sea-orm: every repository port, the source registry and the audit chain.
+//!
+//! Each aggregate is stored as its serde JSON document (`body`) beside the columns that
+//! are searched, indexed, locked or joined on; the columns are the truth for identity,
+//! person and version, and conversion to domain types happens here, at the edge. SQL is
+//! written once with `$n` placeholders; on SQLite they become `?n` (numbered parameters
+//! SQLite understands), so both databases run the same statements.
+//!
+//! Which database is chosen by its URL: `sqlite://care.db` (created if missing, WAL
+//! mode) or `postgres://…`.
+
+mod audit;
+mod import;
+mod items;
+pub mod migration;
+mod people;
+mod records;
+mod sources;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use care_application::{AccessPolicy, Clock, IdGenerator, Ports, RepoError};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, Database as SeaDatabase, DatabaseConnection, DbBackend, DbErr, QueryResult,
+    SqlErr, Statement, Value,
+};
+use sea_orm_migration::MigratorTrait;
+
+pub use audit::SqlAuditLog;
+pub use import::ImportBatch;
+pub use items::{SqlAlerts, SqlItems, SqlReferrals, StoredItem};
+pub use people::SqlPeople;
+pub use records::SqlConsent;
+pub use sources::SqlSources;
+
+/// A connection pool to the care record's database, SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct Database {
+    conn: DatabaseConnection,
+}
+
+impl Database {
+    /// Connects to `url`. A SQLite file is created if missing and opened in WAL mode
+    /// with `synchronous = FULL` (a commit is on disk when it returns: the audit's
+    /// promise to each caller),
+    /// foreign keys on and a busy timeout, so concurrent writers wait rather than fail.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(30));
+        if url.starts_with("sqlite:") {
+            options
+                .max_connections(8)
+                .min_connections(1)
+                .map_sqlx_sqlite_opts(|o| {
+                    o.create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Full)
+                        .foreign_keys(true)
+                        .busy_timeout(Duration::from_secs(30))
+                        .pragma("cache_size", "-65536")
+                        .pragma("temp_store", "memory")
+                });
+        } else {
+            options.max_connections(16).min_connections(1);
+        }
+        let conn = SeaDatabase::connect(options)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
+        Ok(Self { conn })
+    }
+
+    /// Applies every migration not yet applied.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        migration::Migrator::up(&self.conn, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// The sea-orm connection (for tests that reach past the adapters, as an attacker
+    /// with database access would).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// The application's ports over this database, with the given policy, clock and ids.
+    pub fn ports(
+        &self,
+        policy: Arc<dyn AccessPolicy>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+    ) -> Ports {
+        Ports {
+            people: Arc::new(SqlPeople::new(self.clone())),
+            referrals: Arc::new(SqlReferrals::new(self.clone())),
+            alerts: Arc::new(SqlAlerts::new(self.clone())),
+            consent: Arc::new(SqlConsent::new(self.clone())),
+            audit: Arc::new(SqlAuditLog::new(self.clone())),
+            policy,
+            sources: Arc::new(SqlSources::new(self.clone())),
+            clock,
+            ids,
+        }
+    }
+
+    /// A statement for this database from SQL written with `$n` placeholders.
+    pub(crate) fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
+        let backend = self.backend();
+        let sql = match backend {
+            DbBackend::Postgres => sql.to_owned(),
+            _ => sql.replace('$', "?"),
+        };
+        Statement::from_sql_and_values(backend, sql, values)
+    }
+}
+
+/// Maps a database error at the edge: a uniqueness violation is the caller's conflict,
+/// anything else is unexpected.
+pub(crate) fn unique_or_unexpected(err: DbErr, on_unique: impl FnOnce() -> RepoError) -> RepoError {
+    match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => on_unique(),
+        _ => RepoError::Unexpected(anyhow::Error::new(err)),
+    }
+}
+
+pub(crate) fn unexpected(err: impl std::error::Error + Send + Sync + 'static) -> RepoError {
+    RepoError::Unexpected(anyhow::Error::new(err))
+}
+
+/// Reads column `index` of a row.
+pub(crate) fn col<T: sea_orm::TryGetable>(row: &QueryResult, index: usize) -> Result<T, RepoError> {
+    row.try_get_by_index(index).map_err(unexpected)
+}
+
+/// Microseconds since the epoch, as stored.
+pub(crate) fn micros(at: care_kernel::Timestamp) -> i64 {
+    at.timestamp_micros()
+}
+
+pub(crate) fn from_micros(us: i64) -> Result<care_kernel::Timestamp, RepoError> {
+    care_kernel::Timestamp::from_timestamp_micros(us)
+        .ok_or_else(|| RepoError::Unexpected(anyhow::anyhow!("stored time out of range: {us}")))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, RepoError> {
+    serde_json::to_string(value).map_err(unexpected)
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, RepoError> {
+    serde_json::from_str(text).map_err(unexpected)
+}
+
+/// Versions are stored as BIGINT.
+pub(crate) fn version_value(v: u64) -> Value {
+    i64::try_from(v).unwrap_or(i64::MAX).into()
+}
+
+pub(crate) fn version_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}

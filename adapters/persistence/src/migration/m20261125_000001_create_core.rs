@@ -1,0 +1,163 @@
+//! The first schema: people and their search keys, alerts, referrals, consent, feed
+//! sources, and the append-only audit chain with its head.
+//!
+//! Written as SQL rather than with the schema builder because the parts that matter most
+//! differ by database: the append-only triggers, the byte-order collation of the search
+//! keys on PostgreSQL, and the single-row chain head.
+//!
+//! Conventions: ids are text (UUIDs), times are microseconds since the Unix epoch in a
+//! BIGINT, dates are ISO text (they sort), and each aggregate's full state is a JSON
+//! document in `body` beside the columns that are queried, indexed or locked on.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const COMMON: &str = r#"
+CREATE TABLE people (
+    id          TEXT PRIMARY KEY,
+    version     BIGINT NOT NULL,
+    merged_into TEXT NULL,
+    body        TEXT NOT NULL
+);
+CREATE TABLE person_identifiers (
+    identifier TEXT PRIMARY KEY,
+    person_id  TEXT NOT NULL REFERENCES people(id)
+);
+CREATE INDEX person_identifiers_person ON person_identifiers (person_id);
+CREATE TABLE person_names (
+    person_id  TEXT NOT NULL REFERENCES people(id),
+    birth_date TEXT NOT NULL,
+    family_key TEXT {COLLATE} NOT NULL
+);
+CREATE INDEX person_names_lookup ON person_names (birth_date, family_key);
+CREATE INDEX person_names_person ON person_names (person_id);
+CREATE TABLE person_postcodes (
+    person_id TEXT NOT NULL REFERENCES people(id),
+    postcode  TEXT NOT NULL
+);
+CREATE INDEX person_postcodes_lookup ON person_postcodes (postcode);
+CREATE INDEX person_postcodes_person ON person_postcodes (person_id);
+
+CREATE TABLE alerts (
+    id         TEXT PRIMARY KEY,
+    person_id  TEXT NOT NULL REFERENCES people(id),
+    source_id  TEXT NOT NULL,
+    source_ref TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    body       TEXT NOT NULL,
+    UNIQUE (source_id, source_ref)
+);
+CREATE INDEX alerts_person ON alerts (person_id);
+CREATE TABLE referrals (
+    id         TEXT PRIMARY KEY,
+    person_id  TEXT NOT NULL REFERENCES people(id),
+    source_id  TEXT NOT NULL,
+    source_ref TEXT NOT NULL,
+    received   TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    body       TEXT NOT NULL,
+    UNIQUE (source_id, source_ref)
+);
+CREATE INDEX referrals_person ON referrals (person_id);
+
+CREATE TABLE consents (
+    nhs_number TEXT PRIMARY KEY,
+    version    BIGINT NOT NULL,
+    body       TEXT NOT NULL
+);
+
+CREATE TABLE sources (
+    id                     TEXT PRIMARY KEY,
+    kind                   TEXT NOT NULL,
+    name                   TEXT NOT NULL,
+    expected_interval_secs BIGINT NOT NULL,
+    last_message_at        BIGINT NULL,
+    applied                BIGINT NOT NULL,
+    unchanged              BIGINT NOT NULL
+);
+
+CREATE TABLE audit_events (
+    seq       BIGINT PRIMARY KEY,
+    at        BIGINT NOT NULL,
+    person_id TEXT NULL,
+    event     TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE INDEX audit_events_person ON audit_events (person_id, at);
+CREATE TABLE audit_head (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    len       BIGINT NOT NULL,
+    last_hash TEXT NOT NULL
+);
+INSERT INTO audit_head (id, len, last_hash)
+VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+"#;
+
+/// SQLite: triggers refuse any change to an audit event once written.
+const SQLITE_APPEND_ONLY: &str = r#"
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+"#;
+
+/// PostgreSQL: the same, and TRUNCATE too.
+const POSTGRES_APPEND_ONLY: &str = r#"
+CREATE FUNCTION audit_events_append_only() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'audit events are append-only';
+END
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+"#;
+
+const DROP: &str = r#"
+DROP TABLE audit_head;
+DROP TABLE audit_events;
+DROP TABLE sources;
+DROP TABLE consents;
+DROP TABLE referrals;
+DROP TABLE alerts;
+DROP TABLE person_postcodes;
+DROP TABLE person_names;
+DROP TABLE person_identifiers;
+DROP TABLE people;
+"#;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        match manager.get_database_backend() {
+            DbBackend::Postgres => {
+                // Byte order for the folded search keys, so a prefix is a key range.
+                db.execute_unprepared(&COMMON.replace("{COLLATE}", "COLLATE \"C\""))
+                    .await?;
+                db.execute_unprepared(POSTGRES_APPEND_ONLY).await?;
+            }
+            _ => {
+                db.execute_unprepared(&COMMON.replace("{COLLATE}", ""))
+                    .await?;
+                db.execute_unprepared(SQLITE_APPEND_ONLY).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        if manager.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared("DROP FUNCTION audit_events_append_only() CASCADE;")
+                .await?;
+        }
+        db.execute_unprepared(DROP).await?;
+        Ok(())
+    }
+}

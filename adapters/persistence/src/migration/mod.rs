@@ -1,0 +1,16 @@
+//! Schema migrations, applied on start and by `carerecord migrate`.
+
+mod m20261125_000001_create_core;
+
+use sea_orm_migration::prelude::*;
+
+/// Every migration, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_create_core::Migration)]
+    }
+}

@@ -1,0 +1,276 @@
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use care_application::{PersonRepository, RepoError};
+use care_kernel::PersonId;
+use care_person::{Identifier, Person, SearchCriteria};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
+
+use crate::{
+    Database, col, from_json, to_json, unexpected, unique_or_unexpected, version_of, version_value,
+};
+
+/// The key an identifier is stored under: `nhs:<digits>` or `local:<source>:<id>`.
+pub(crate) fn identifier_key(identifier: &Identifier) -> String {
+    match identifier {
+        Identifier::Nhs(n) => format!("nhs:{}", n.digits()),
+        Identifier::Local(l) => format!("local:{}:{}", l.source(), l.value()),
+    }
+}
+
+/// `INSERT INTO table (columns) VALUES (...), (...)` with `$n` placeholders.
+pub(crate) fn insert_rows(
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Value>>,
+) -> (String, Vec<Value>) {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+    let mut values = Vec::with_capacity(rows.len() * columns.len());
+    for (r, row) in rows.into_iter().enumerate() {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for (c, value) in row.into_iter().enumerate() {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            values.push(value);
+            sql.push_str(&format!("${}", values.len()));
+        }
+        sql.push(')');
+    }
+    (sql, values)
+}
+
+/// The search rows of a live person: (family key, birth date) from every source
+/// statement that has both, and every postcode.
+pub(crate) fn search_rows(person: &Person) -> (BTreeSet<(String, String)>, BTreeSet<String>) {
+    let names = person
+        .source_records()
+        .filter_map(|r| {
+            let name = r.demographics.name.as_ref()?;
+            let birth = r.demographics.birth_date?;
+            Some((name.family_key().as_str().to_owned(), birth.to_string()))
+        })
+        .collect();
+    let postcodes = person
+        .postcodes()
+        .into_iter()
+        .map(|p| p.as_str().to_owned())
+        .collect();
+    (names, postcodes)
+}
+
+/// People in SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlPeople {
+    db: Database,
+}
+
+impl SqlPeople {
+    /// People in this database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    fn decode(version: i64, body: &str) -> Result<Person, RepoError> {
+        let mut person: Person = from_json(body)?;
+        person.set_version(version_of(version));
+        Ok(person)
+    }
+
+    async fn query_people(&self, sql: &str, values: Vec<Value>) -> Result<Vec<Person>, RepoError> {
+        let rows = self
+            .db
+            .conn
+            .query_all_raw(self.db.statement(sql, values))
+            .await
+            .map_err(unexpected)?;
+        rows.iter()
+            .map(|row| Self::decode(col(row, 0)?, &col::<String>(row, 1)?))
+            .collect()
+    }
+
+    /// Writes one person inside a transaction: the row (optimistically locked), then its
+    /// identifiers and search keys, replaced whole. Returns the new version.
+    async fn write(&self, txn: &DatabaseTransaction, person: &Person) -> Result<u64, RepoError> {
+        let db = &self.db;
+        let id = person.id().to_string();
+        let new_version = person.version() + 1;
+        let mut stored = person.clone();
+        stored.set_version(new_version);
+        let body = to_json(&stored)?;
+        let merged_into: Option<String> = person.merged_into().map(|p| p.to_string());
+        if person.version() == 0 {
+            txn.execute_raw(db.statement(
+                "INSERT INTO people (id, version, merged_into, body) VALUES ($1, $2, $3, $4)",
+                vec![
+                    id.clone().into(),
+                    version_value(new_version),
+                    merged_into.into(),
+                    body.into(),
+                ],
+            ))
+            .await
+            .map_err(|e| unique_or_unexpected(e, || RepoError::Conflict))?;
+        } else {
+            let done = txn
+                .execute_raw(db.statement(
+                    "UPDATE people SET version = $1, merged_into = $2, body = $3 WHERE id = $4 AND version = $5",
+                    vec![
+                        version_value(new_version),
+                        merged_into.into(),
+                        body.into(),
+                        id.clone().into(),
+                        version_value(person.version()),
+                    ],
+                ))
+                .await
+                .map_err(unexpected)?;
+            if done.rows_affected() != 1 {
+                return Err(RepoError::Conflict);
+            }
+            for table in ["person_identifiers", "person_names", "person_postcodes"] {
+                txn.execute_raw(db.statement(
+                    &format!("DELETE FROM {table} WHERE person_id = $1"),
+                    vec![id.clone().into()],
+                ))
+                .await
+                .map_err(unexpected)?;
+            }
+        }
+        if person.merged_into().is_some() {
+            return Ok(new_version);
+        }
+        for identifier in person.identifiers() {
+            txn.execute_raw(db.statement(
+                "INSERT INTO person_identifiers (identifier, person_id) VALUES ($1, $2)",
+                vec![identifier_key(&identifier).into(), id.clone().into()],
+            ))
+            .await
+            .map_err(|e| {
+                unique_or_unexpected(e, || {
+                    RepoError::IdentifierTaken(match &identifier {
+                        Identifier::Nhs(_) => "nhs_number".to_owned(),
+                        Identifier::Local(l) => format!("local id of {}", l.source()),
+                    })
+                })
+            })?;
+        }
+        let (names, postcodes) = search_rows(person);
+        if !names.is_empty() {
+            let rows = names
+                .into_iter()
+                .map(|(key, birth)| vec![id.clone().into(), birth.into(), key.into()])
+                .collect();
+            let (sql, values) = insert_rows(
+                "person_names",
+                &["person_id", "birth_date", "family_key"],
+                rows,
+            );
+            txn.execute_raw(db.statement(&sql, values))
+                .await
+                .map_err(unexpected)?;
+        }
+        if !postcodes.is_empty() {
+            let rows = postcodes
+                .into_iter()
+                .map(|p| vec![id.clone().into(), p.into()])
+                .collect();
+            let (sql, values) = insert_rows("person_postcodes", &["person_id", "postcode"], rows);
+            txn.execute_raw(db.statement(&sql, values))
+                .await
+                .map_err(unexpected)?;
+        }
+        Ok(new_version)
+    }
+}
+
+/// The exclusive upper bound of the keys that start with `prefix`, in byte order (the
+/// search keys' collation on both databases).
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+#[async_trait]
+impl PersonRepository for SqlPeople {
+    async fn get(&self, id: PersonId) -> Result<Option<Person>, RepoError> {
+        Ok(self
+            .query_people(
+                "SELECT version, body FROM people WHERE id = $1",
+                vec![id.to_string().into()],
+            )
+            .await?
+            .pop())
+    }
+
+    async fn find_by_identifier(&self, id: &Identifier) -> Result<Option<Person>, RepoError> {
+        Ok(self
+            .query_people(
+                "SELECT p.version, p.body FROM person_identifiers i \
+                 JOIN people p ON p.id = i.person_id WHERE i.identifier = $1",
+                vec![identifier_key(id).into()],
+            )
+            .await?
+            .pop())
+    }
+
+    async fn search(
+        &self,
+        criteria: &SearchCriteria,
+        limit: usize,
+    ) -> Result<Vec<Person>, RepoError> {
+        let limit = Value::from(i64::try_from(limit).unwrap_or(i64::MAX));
+        match criteria {
+            SearchCriteria::NhsNumber(n) => {
+                self.find_by_identifier(&Identifier::Nhs(n.clone()))
+                    .await
+                    .map(|p| p.into_iter().collect())
+            }
+            SearchCriteria::FamilyAndBirthDate {
+                family_prefix,
+                birth_date,
+            } => {
+                self.query_people(
+                    "SELECT p.version, p.body FROM people p WHERE p.merged_into IS NULL AND p.id IN \
+                     (SELECT n.person_id FROM person_names n \
+                      WHERE n.birth_date = $1 AND n.family_key >= $2 AND n.family_key < $3) \
+                     ORDER BY p.id LIMIT $4",
+                    vec![
+                        birth_date.to_string().into(),
+                        family_prefix.as_str().to_owned().into(),
+                        prefix_end(family_prefix.as_str()).into(),
+                        limit,
+                    ],
+                )
+                .await
+            }
+            SearchCriteria::Postcode(postcode) => {
+                self.query_people(
+                    "SELECT p.version, p.body FROM people p WHERE p.merged_into IS NULL AND p.id IN \
+                     (SELECT c.person_id FROM person_postcodes c WHERE c.postcode = $1) \
+                     ORDER BY p.id LIMIT $2",
+                    vec![postcode.as_str().to_owned().into(), limit],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn save(&self, person: &Person) -> Result<u64, RepoError> {
+        let txn = self.db.conn.begin().await.map_err(unexpected)?;
+        let version = self.write(&txn, person).await?;
+        txn.commit().await.map_err(unexpected)?;
+        Ok(version)
+    }
+
+    async fn save_merge(&self, survivor: &Person, retired: &Person) -> Result<(), RepoError> {
+        let txn = self.db.conn.begin().await.map_err(unexpected)?;
+        // The retired record gives up its identifiers first, then the survivor takes them.
+        self.write(&txn, retired).await?;
+        self.write(&txn, survivor).await?;
+        txn.commit().await.map_err(unexpected)?;
+        Ok(())
+    }
+}

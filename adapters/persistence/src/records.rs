@@ -1,0 +1,108 @@
+//! Consent, by NHS number.
+
+use async_trait::async_trait;
+use care_application::{ConsentRepository, RepoError};
+use care_consent::Consent;
+use care_person::NhsNumber;
+use sea_orm::{ConnectionTrait, Value};
+
+use crate::{
+    Database, col, from_json, to_json, unexpected, unique_or_unexpected, version_of, version_value,
+};
+
+/// Consent in SQLite or PostgreSQL, with its full history in the document.
+#[derive(Debug, Clone)]
+pub struct SqlConsent {
+    db: Database,
+}
+
+impl SqlConsent {
+    /// Consent in this database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<Consent>, RepoError> {
+        let rows = self
+            .db
+            .conn
+            .query_all_raw(self.db.statement(sql, values))
+            .await
+            .map_err(unexpected)?;
+        rows.iter()
+            .map(|row| {
+                let mut consent: Consent = from_json(&col::<String>(row, 1)?)?;
+                consent.set_version(version_of(col(row, 0)?));
+                Ok(consent)
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ConsentRepository for SqlConsent {
+    async fn get(&self, nhs_number: &NhsNumber) -> Result<Option<Consent>, RepoError> {
+        Ok(self
+            .query(
+                "SELECT version, body FROM consents WHERE nhs_number = $1",
+                vec![nhs_number.digits().into()],
+            )
+            .await?
+            .pop())
+    }
+
+    async fn get_many(&self, nhs_numbers: &[NhsNumber]) -> Result<Vec<Consent>, RepoError> {
+        let mut wanted: Vec<String> = nhs_numbers.iter().map(NhsNumber::digits).collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut found = Vec::new();
+        // Bounded IN lists: search results are at most a hundred or so numbers.
+        for chunk in wanted.chunks(200) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT version, body FROM consents WHERE nhs_number IN ({})",
+                placeholders.join(", ")
+            );
+            let values = chunk.iter().map(|n| Value::from(n.clone())).collect();
+            found.extend(self.query(&sql, values).await?);
+        }
+        Ok(found)
+    }
+
+    async fn save(&self, consent: &Consent) -> Result<u64, RepoError> {
+        let new_version = consent.version() + 1;
+        let mut stored = consent.clone();
+        stored.set_version(new_version);
+        let body = to_json(&stored)?;
+        let nhs = consent.nhs_number().digits();
+        if consent.version() == 0 {
+            self.db
+                .conn
+                .execute_raw(self.db.statement(
+                    "INSERT INTO consents (nhs_number, version, body) VALUES ($1, $2, $3)",
+                    vec![nhs.into(), version_value(new_version), body.into()],
+                ))
+                .await
+                .map_err(|e| unique_or_unexpected(e, || RepoError::Conflict))?;
+        } else {
+            let done = self
+                .db
+                .conn
+                .execute_raw(self.db.statement(
+                    "UPDATE consents SET version = $1, body = $2 WHERE nhs_number = $3 AND version = $4",
+                    vec![
+                        version_value(new_version),
+                        body.into(),
+                        nhs.into(),
+                        version_value(consent.version()),
+                    ],
+                ))
+                .await
+                .map_err(unexpected)?;
+            if done.rows_affected() != 1 {
+                return Err(RepoError::Conflict);
+            }
+        }
+        Ok(new_version)
+    }
+}

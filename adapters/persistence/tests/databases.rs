@@ -1,0 +1,183 @@
+//! The port contract suites and the audit chain's database guarantees, on SQLite (a
+//! temporary file) and on PostgreSQL (the database named by `CARE_TEST_POSTGRES_URL`;
+//! `.ci/run` creates a fresh one per run). One test per database runs everything in
+//! order on one connection pool.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use care_access_audit::{AuditEvent, ChainBreak, ChainVerifier, Outcome};
+use care_application::AuditLog;
+use care_kernel::{Action, OrganisationId, PersonId, Purpose, Role, Timestamp, UserId};
+use care_persistence::{
+    Database, SqlAlerts, SqlAuditLog, SqlConsent, SqlPeople, SqlReferrals, SqlSources,
+};
+use sea_orm::{ConnectionTrait, DbBackend};
+
+const POSTGRES_URL: &str = "CARE_TEST_POSTGRES_URL";
+
+async fn contracts(db: &Database) {
+    let people = SqlPeople::new(db.clone());
+    care_contract::person_repository(&people).await;
+    care_contract::person_search(&people).await;
+    care_contract::person_merge(&people).await;
+    care_contract::referral_repository(&SqlReferrals::new(db.clone()), &people).await;
+    care_contract::alert_repository(&SqlAlerts::new(db.clone()), &people).await;
+    care_contract::consent_repository(&SqlConsent::new(db.clone())).await;
+    care_contract::source_registry(&SqlSources::new(db.clone())).await;
+    care_contract::audit_log(Arc::new(SqlAuditLog::new(db.clone()))).await;
+}
+
+fn event(n: i64) -> AuditEvent {
+    AuditEvent {
+        at: Timestamp::from_timestamp(1_760_000_000 + n, 123_456_789).unwrap(),
+        user: UserId::parse("u9").unwrap(),
+        organisation: OrganisationId::parse("RDZ").unwrap(),
+        role: Role::Gp,
+        client: IpAddr::V4(Ipv4Addr::new(10, 9, 8, 7)),
+        action: Action::ReadGpSummary,
+        person: Some(PersonId::from_uuid(uuid::Uuid::new_v4())),
+        resource: Some("gp_summary".into()),
+        purpose: Purpose::Other("death-review".into()),
+        basis: None,
+        outcome: Outcome::Denied(care_kernel::DenyReason::PurposeNotDirectCare),
+    }
+}
+
+async fn verify(log: &dyn AuditLog) -> Result<u64, ChainBreak> {
+    let head = log.head().await.unwrap();
+    let mut verifier = ChainVerifier::new();
+    let mut next = 0;
+    while next < head.len {
+        let page = log.read(next, 1000).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            verifier.push(e)?;
+            next += 1;
+        }
+    }
+    verifier.finish(&head).map(|v| v.len)
+}
+
+/// Two app servers (two pools) appending at once still build one valid chain, and the
+/// chain survives reconnecting.
+async fn two_servers_one_chain(url: &str) {
+    let a = Database::connect(url).await.unwrap();
+    let b = Database::connect(url).await.unwrap();
+    let logs = [Arc::new(SqlAuditLog::new(a)), Arc::new(SqlAuditLog::new(b))];
+    let start = logs[0].head().await.unwrap().len;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let log = Arc::clone(&logs[i % 2]);
+            tokio::spawn(async move {
+                for j in 0..20 {
+                    log.append(vec![event(i as i64 * 1000 + j)]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let reopened = SqlAuditLog::new(Database::connect(url).await.unwrap());
+    let len = verify(&reopened).await.unwrap();
+    assert_eq!(len, start + 160);
+}
+
+/// The database refuses to change audit events; someone who gets past that (a DBA
+/// dropping the trigger) is caught by verification at the first bad position.
+async fn tampering_is_refused_and_found(db: &Database) {
+    let conn = db.connection();
+    let log = SqlAuditLog::new(db.clone());
+    log.append((0..5).map(event).collect()).await.unwrap();
+    let head = log.head().await.unwrap();
+    let target = head.len - 3;
+    let edit = format!(
+        "UPDATE audit_events SET event = replace(event, 'RDZ', 'XXX') WHERE seq = {target}"
+    );
+    let delete = format!("DELETE FROM audit_events WHERE seq = {}", target + 1);
+    assert!(
+        conn.execute_unprepared(&edit).await.is_err(),
+        "updates are refused"
+    );
+    assert!(
+        conn.execute_unprepared(&delete).await.is_err(),
+        "deletes are refused"
+    );
+    assert_eq!(verify(&log).await, Ok(head.len));
+
+    match db.backend() {
+        DbBackend::Postgres => conn
+            .execute_unprepared("ALTER TABLE audit_events DISABLE TRIGGER USER")
+            .await
+            .unwrap(),
+        _ => conn
+            .execute_unprepared(
+                "DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete",
+            )
+            .await
+            .unwrap(),
+    };
+    conn.execute_unprepared(&edit).await.unwrap();
+    assert_eq!(
+        verify(&log).await,
+        Err(ChainBreak::Altered { position: target })
+    );
+    conn.execute_unprepared(&delete).await.unwrap();
+    let err = verify(&log).await.unwrap_err();
+    assert_eq!(
+        err.position(),
+        target,
+        "the first bad event is still the edited one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_adapters_keep_every_port_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested").join("care.db");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let db = Database::connect(&url).await.unwrap();
+    assert!(path.exists(), "a missing database file is created");
+    db.migrate().await.unwrap();
+    db.migrate().await.unwrap(); // idempotent
+    let mode = db
+        .connection()
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mode.try_get_by_index::<String>(0).unwrap(), "wal");
+    contracts(&db).await;
+    two_servers_one_chain(&url).await;
+    tampering_is_refused_and_found(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_adapters_keep_every_port_contract() {
+    let Ok(url) = std::env::var(POSTGRES_URL) else {
+        eprintln!(
+            "PostgreSQL tests skipped: set {POSTGRES_URL} to a fresh database (bash .ci/run does)"
+        );
+        return;
+    };
+    eprintln!(
+        "PostgreSQL tests running against {}",
+        url.split('@').next_back().unwrap_or("")
+    );
+    let db = Database::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    db.migrate().await.unwrap();
+    assert_eq!(db.backend(), DbBackend::Postgres);
+    contracts(&db).await;
+    two_servers_one_chain(&url).await;
+    tampering_is_refused_and_found(&db).await;
+}
