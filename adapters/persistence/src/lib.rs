@@ -87,6 +87,15 @@ impl Database {
         self.conn.get_database_backend()
     }
 
+    /// The database's name, for reports.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend() {
+            DbBackend::Postgres => "PostgreSQL",
+            DbBackend::Sqlite => "SQLite",
+            _ => "an unsupported database",
+        }
+    }
+
     /// The sea-orm connection (for tests that reach past the adapters, as an attacker
     /// with database access would).
     pub fn connection(&self) -> &DatabaseConnection {

@@ -1,5 +1,7 @@
 //! `carerecord`: the composition root. The only place that picks adapters for ports.
 
+mod load_test;
+
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +69,28 @@ enum Command {
     },
     /// Verify the audit hash chain against its head; exits non-zero if it is broken.
     VerifyAudit,
+    /// Measure read latency and audit append throughput on a database seeded with
+    /// `seed --people N --seed S --as-of D` (give the same values).
+    LoadTest {
+        /// How many people were seeded.
+        #[arg(long)]
+        people: u64,
+        /// The seed they were seeded with.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The day they were seeded as of.
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Timed requests per read measurement.
+        #[arg(long, default_value_t = 10_000)]
+        samples: u64,
+        /// Concurrent callers for the audit throughput measurement.
+        #[arg(long, default_value_t = 256)]
+        audit_callers: usize,
+        /// Seconds per audit throughput measurement.
+        #[arg(long, default_value_t = 5)]
+        audit_seconds: u64,
+    },
     /// Write synthetic people (with alerts, referrals and consent) as JSON lines.
     Generate {
         /// How many people.
@@ -96,6 +120,25 @@ async fn main() -> ExitCode {
             batch,
         } => seed_database(&database, people, seed, as_of, batch).await,
         Command::VerifyAudit => verify_audit(&database).await,
+        Command::LoadTest {
+            people,
+            seed,
+            as_of,
+            samples,
+            audit_callers,
+            audit_seconds,
+        } => {
+            load_test(
+                &database,
+                people,
+                seed,
+                as_of,
+                samples,
+                audit_callers,
+                audit_seconds,
+            )
+            .await
+        }
         Command::Generate {
             people,
             seed,
@@ -288,6 +331,44 @@ async fn verify_audit(url: &str) -> anyhow::Result<()> {
             broken.position()
         ),
     }
+}
+
+async fn load_test(
+    url: &str,
+    people: u64,
+    seed: u64,
+    as_of: Option<chrono::NaiveDate>,
+    samples: u64,
+    audit_callers: usize,
+    audit_seconds: u64,
+) -> anyhow::Result<()> {
+    let db = open(url).await?;
+    let ports = db.ports(
+        Arc::new(CasbinPolicy::load_default().await?),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7Ids),
+    );
+    let generator = Generator::new(seed, as_of_time(as_of))?;
+    let lines = load_test::run(
+        &db,
+        ports,
+        &generator,
+        people,
+        samples,
+        audit_callers,
+        audit_seconds,
+    )
+    .await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "load test on {} ({people} people seeded)",
+        db.backend_name()
+    )?;
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
 }
 
 fn generate(people: u64, seed: u64, as_of: Option<chrono::NaiveDate>) -> anyhow::Result<()> {
