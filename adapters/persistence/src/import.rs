@@ -9,7 +9,7 @@ use care_person::Person;
 use care_referral::Referral;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
 
-use crate::items::StoredItem;
+use crate::items::{StoredItem, insert_row};
 use crate::people::{identifier_key, insert_rows, search_rows};
 use crate::{Database, to_json, unexpected, unique_or_unexpected, version_value};
 
@@ -50,35 +50,11 @@ async fn insert_chunked(
 fn item_rows<T: StoredItem>(
     items: &[T],
 ) -> Result<(Vec<&'static str>, Vec<Vec<Value>>), RepoError> {
-    let mut columns = vec![
-        "id",
-        "person_id",
-        "source_id",
-        "source_ref",
-        "version",
-        "body",
-    ];
+    let mut columns = Vec::new();
     let mut rows = Vec::with_capacity(items.len());
     for item in items {
-        let mut stored_version = item.version();
-        if stored_version != 0 {
-            return Err(RepoError::Conflict);
-        }
-        stored_version += 1;
-        let mut row: Vec<Value> = vec![
-            item.id_text().into(),
-            item.person().to_string().into(),
-            item.source_id().as_str().into(),
-            item.source_ref().into(),
-            version_value(stored_version),
-            to_json(item)?.into(),
-        ];
-        if let Some((column, value)) = item.extra() {
-            if rows.is_empty() {
-                columns.push(column);
-            }
-            row.push(value);
-        }
+        let (item_columns, row) = insert_row(item)?;
+        columns = item_columns;
         rows.push(row);
     }
     Ok((columns, rows))

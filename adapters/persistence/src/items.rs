@@ -92,6 +92,36 @@ impl StoredItem for Referral {
     }
 }
 
+/// The columns and values of a new item's row (version 1).
+pub(crate) fn insert_row<T: StoredItem>(
+    item: &T,
+) -> Result<(Vec<&'static str>, Vec<Value>), RepoError> {
+    if item.version() != 0 {
+        return Err(RepoError::Conflict);
+    }
+    let mut columns = vec![
+        "id",
+        "person_id",
+        "source_id",
+        "source_ref",
+        "version",
+        "body",
+    ];
+    let mut row: Vec<Value> = vec![
+        item.id_text().into(),
+        item.person().to_string().into(),
+        item.source_id().as_str().into(),
+        item.source_ref().into(),
+        version_value(1),
+        to_json(item)?.into(),
+    ];
+    if let Some((column, value)) = item.extra() {
+        columns.push(column);
+        row.push(value);
+    }
+    Ok((columns, row))
+}
+
 /// Alerts or referrals in SQLite or PostgreSQL.
 #[derive(Debug)]
 pub struct SqlItems<T> {
@@ -122,21 +152,15 @@ impl<T> SqlItems<T> {
 
 impl<T: StoredItem> SqlItems<T> {
     async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<T>, RepoError> {
-        let rows = self
-            .db
-            .conn
-            .query_all_raw(self.db.statement(sql, values))
-            .await
-            .map_err(unexpected)?;
-        rows.iter()
-            .map(|row| {
+        self.db
+            .rows(sql, values, |row| {
                 let person: String = col(row, 0)?;
                 let person = uuid::Uuid::parse_str(&person).map_err(unexpected)?;
                 let mut item: T = from_json(&col::<String>(row, 2)?)?;
                 item.restore(PersonId::from_uuid(person), version_of(col(row, 1)?));
                 Ok(item)
             })
-            .collect()
+            .await
     }
 
     async fn find(&self, source: &SourceId, source_ref: &str) -> Result<Option<T>, RepoError> {
@@ -152,29 +176,8 @@ impl<T: StoredItem> SqlItems<T> {
 
     async fn store(&self, item: &T) -> Result<u64, RepoError> {
         let new_version = item.version() + 1;
-        let body = to_json(item)?;
-        let person = item.person().to_string();
         if item.version() == 0 {
-            let mut columns = vec![
-                "id",
-                "person_id",
-                "source_id",
-                "source_ref",
-                "version",
-                "body",
-            ];
-            let mut row: Vec<Value> = vec![
-                item.id_text().into(),
-                person.into(),
-                item.source_id().as_str().into(),
-                item.source_ref().into(),
-                version_value(new_version),
-                body.into(),
-            ];
-            if let Some((column, value)) = item.extra() {
-                columns.push(column);
-                row.push(value);
-            }
+            let (columns, row) = insert_row(item)?;
             let (sql, values) = crate::people::insert_rows(T::TABLE, &columns, vec![row]);
             // A taken id or a taken (source, reference) both mean someone got there first.
             self.db
@@ -183,6 +186,8 @@ impl<T: StoredItem> SqlItems<T> {
                 .await
                 .map_err(|e| unique_or_unexpected(e, || RepoError::Conflict))?;
         } else {
+            let body = to_json(item)?;
+            let person = item.person().to_string();
             let extra = item.extra();
             let set_extra = extra
                 .as_ref()

@@ -12,6 +12,7 @@
 
 mod audit;
 mod import;
+mod indexes;
 mod items;
 pub mod migration;
 mod people;
@@ -24,8 +25,8 @@ use std::time::Duration;
 use care_application::{AccessPolicy, Clock, IdGenerator, Ports, RepoError};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database as SeaDatabase, DatabaseConnection, DbBackend, DbErr, QueryResult,
-    SqlErr, Statement, Value,
+    ConnectOptions, ConnectionTrait, Database as SeaDatabase, DatabaseConnection, DbBackend, DbErr,
+    QueryResult, SqlErr, Statement, Value,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -63,7 +64,7 @@ impl Database {
                         .synchronous(SqliteSynchronous::Full)
                         .foreign_keys(true)
                         .busy_timeout(Duration::from_secs(30))
-                        .pragma("cache_size", "-65536")
+                        .pragma("cache_size", "-262144")
                         .pragma("temp_store", "memory")
                 });
         } else {
@@ -75,11 +76,16 @@ impl Database {
         Ok(Self { conn })
     }
 
-    /// Applies every migration not yet applied.
+    /// Applies every migration not yet applied, and rebuilds any secondary index an
+    /// interrupted bulk load left missing.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         migration::Migrator::up(&self.conn, None)
             .await
-            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        for (_, create) in indexes::SECONDARY_INDEXES {
+            self.conn.execute_unprepared(create).await?;
+        }
+        Ok(())
     }
 
     /// Which database this is.
@@ -120,6 +126,21 @@ impl Database {
             clock,
             ids,
         }
+    }
+
+    /// Runs a query written with `$n` placeholders and decodes each row.
+    pub(crate) async fn rows<T>(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+        decode: impl Fn(&QueryResult) -> Result<T, RepoError>,
+    ) -> Result<Vec<T>, RepoError> {
+        let rows = self
+            .conn
+            .query_all_raw(self.statement(sql, values))
+            .await
+            .map_err(unexpected)?;
+        rows.iter().map(decode).collect()
     }
 
     /// A statement for this database from SQL written with `$n` placeholders.

@@ -81,15 +81,11 @@ impl SqlPeople {
     }
 
     async fn query_people(&self, sql: &str, values: Vec<Value>) -> Result<Vec<Person>, RepoError> {
-        let rows = self
-            .db
-            .conn
-            .query_all_raw(self.db.statement(sql, values))
+        self.db
+            .rows(sql, values, |row| {
+                Self::decode(col(row, 0)?, &col::<String>(row, 1)?)
+            })
             .await
-            .map_err(unexpected)?;
-        rows.iter()
-            .map(|row| Self::decode(col(row, 0)?, &col::<String>(row, 1)?))
-            .collect()
     }
 
     /// Writes one person inside a transaction: the row (optimistically locked), then its

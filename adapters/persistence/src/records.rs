@@ -23,19 +23,13 @@ impl SqlConsent {
     }
 
     async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<Consent>, RepoError> {
-        let rows = self
-            .db
-            .conn
-            .query_all_raw(self.db.statement(sql, values))
-            .await
-            .map_err(unexpected)?;
-        rows.iter()
-            .map(|row| {
+        self.db
+            .rows(sql, values, |row| {
                 let mut consent: Consent = from_json(&col::<String>(row, 1)?)?;
                 consent.set_version(version_of(col(row, 0)?));
                 Ok(consent)
             })
-            .collect()
+            .await
     }
 }
 

@@ -36,13 +36,7 @@ impl SqlSources {
     }
 
     async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<SourceInfo>, RepoError> {
-        let rows = self
-            .db
-            .conn
-            .query_all_raw(self.db.statement(sql, values))
-            .await
-            .map_err(unexpected)?;
-        rows.iter().map(Self::decode).collect()
+        self.db.rows(sql, values, Self::decode).await
     }
 }
 

@@ -38,6 +38,27 @@ struct Cli {
     command: Command,
 }
 
+/// A synthetic dataset: how many people, from which seed, as of which day.
+#[derive(Debug, clap::Args)]
+struct Dataset {
+    /// How many people.
+    #[arg(long)]
+    people: u64,
+    /// The seed: the same seed and day give the same people.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The day the data is generated as of (YYYY-MM-DD, default today, UTC): birth
+    /// dates, deaths and source times are placed relative to it.
+    #[arg(long)]
+    as_of: Option<chrono::NaiveDate>,
+}
+
+impl Dataset {
+    fn generator(&self) -> anyhow::Result<Generator> {
+        Ok(Generator::new(self.seed, as_of_time(self.as_of))?)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Load the access policy and show what each role may do. Use it after editing the
@@ -54,15 +75,8 @@ enum Command {
     Migrate,
     /// Fill the database with synthetic people (alerts, referrals, consent), in batches.
     Seed {
-        /// How many people.
-        #[arg(long)]
-        people: u64,
-        /// The seed: the same seed and date give the same people.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// The day the data is generated as of (YYYY-MM-DD, default today, UTC).
-        #[arg(long)]
-        as_of: Option<chrono::NaiveDate>,
+        #[command(flatten)]
+        dataset: Dataset,
         /// People written per transaction.
         #[arg(long, default_value_t = 2_000)]
         batch: u64,
@@ -72,15 +86,8 @@ enum Command {
     /// Measure read latency and audit append throughput on a database seeded with
     /// `seed --people N --seed S --as-of D` (give the same values).
     LoadTest {
-        /// How many people were seeded.
-        #[arg(long)]
-        people: u64,
-        /// The seed they were seeded with.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// The day they were seeded as of.
-        #[arg(long)]
-        as_of: Option<chrono::NaiveDate>,
+        #[command(flatten)]
+        dataset: Dataset,
         /// Timed requests per read measurement.
         #[arg(long, default_value_t = 10_000)]
         samples: u64,
@@ -93,16 +100,8 @@ enum Command {
     },
     /// Write synthetic people (with alerts, referrals and consent) as JSON lines.
     Generate {
-        /// How many people.
-        #[arg(long, default_value_t = 10)]
-        people: u64,
-        /// The seed: the same seed and date give the same people.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// The day the data is generated as of (YYYY-MM-DD, default today, UTC): birth
-        /// dates, deaths and source times are placed relative to it.
-        #[arg(long)]
-        as_of: Option<chrono::NaiveDate>,
+        #[command(flatten)]
+        dataset: Dataset,
     },
 }
 
@@ -113,37 +112,15 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Policy { model, policy } => show_policy(model, policy).await,
         Command::Migrate => migrate(&database).await,
-        Command::Seed {
-            people,
-            seed,
-            as_of,
-            batch,
-        } => seed_database(&database, people, seed, as_of, batch).await,
+        Command::Seed { dataset, batch } => seed_database(&database, &dataset, batch).await,
         Command::VerifyAudit => verify_audit(&database).await,
         Command::LoadTest {
-            people,
-            seed,
-            as_of,
+            dataset,
             samples,
             audit_callers,
             audit_seconds,
-        } => {
-            load_test(
-                &database,
-                people,
-                seed,
-                as_of,
-                samples,
-                audit_callers,
-                audit_seconds,
-            )
-            .await
-        }
-        Command::Generate {
-            people,
-            seed,
-            as_of,
-        } => generate(people, seed, as_of),
+        } => load_test(&database, &dataset, samples, audit_callers, audit_seconds).await,
+        Command::Generate { dataset } => generate(&dataset),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -241,20 +218,15 @@ async fn migrate(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn seed_database(
-    url: &str,
-    people: u64,
-    seed: u64,
-    as_of: Option<chrono::NaiveDate>,
-    batch: u64,
-) -> anyhow::Result<()> {
+async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> anyhow::Result<()> {
+    let people = dataset.people;
     let db = open(url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ports = db.ports(Arc::new(SpecPolicy::default()), clock, Arc::new(UuidV7Ids));
     for source in care_synthetic::sources()? {
         ports.sources.register(&source).await?;
     }
-    let generator = Generator::new(seed, as_of_time(as_of))?;
+    let generator = dataset.generator()?;
     let bar = ProgressBar::new(people).with_style(
         ProgressStyle::with_template(
             "{elapsed_precise} [{bar:40}] {pos}/{len} people ({per_sec}, eta {eta})",
@@ -262,29 +234,52 @@ async fn seed_database(
         .progress_chars("=> "),
     );
     let started = std::time::Instant::now();
-    let (mut alerts, mut referrals) = (0usize, 0usize);
-    let mut next = 0;
-    while next < people {
-        let end = (next + batch.max(1)).min(people);
-        let mut import = ImportBatch::default();
-        for p in generator.people_range(next..end) {
-            import.people.push(p.person);
-            import.alerts.extend(p.alerts);
-            import.referrals.extend(p.referrals);
-            import.consents.extend(p.consent);
+    // Into an empty database, build the secondary indexes once at the end instead of
+    // keeping them up to date row by row.
+    let bulk = db.is_empty().await?;
+    if bulk {
+        db.drop_indexes_for_bulk_load().await?;
+    }
+    // Generate on another thread while this one writes: two cores, two jobs.
+    let batch = batch.max(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, u64, ImportBatch)>(2);
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut next = 0;
+        while next < people {
+            let end = (next + batch).min(people);
+            let mut import = ImportBatch::default();
+            for p in generator.people_range(next..end) {
+                import.people.push(p.person);
+                import.alerts.extend(p.alerts);
+                import.referrals.extend(p.referrals);
+                import.consents.extend(p.consent);
+            }
+            if tx.blocking_send((next, end, import)).is_err() {
+                break;
+            }
+            next = end;
         }
+    });
+    let (mut alerts, mut referrals) = (0usize, 0usize);
+    while let Some((from, to, import)) = rx.recv().await {
         alerts += import.alerts.len();
         referrals += import.referrals.len();
         db.import(&import)
             .await
-            .with_context(|| format!("writing people {next}..{end}"))?;
-        bar.inc(end - next);
-        next = end;
+            .with_context(|| format!("writing people {from}..{to}"))?;
+        bar.inc(to - from);
     }
+    producer.await?;
     bar.finish();
+    let loaded = started.elapsed();
+    db.build_indexes().await?;
     eprintln!(
-        "carerecord: seeded {people} people, {alerts} alerts and {referrals} referrals in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "carerecord: seeded {people} people, {alerts} alerts and {referrals} referrals in {:.1} s \
+         (rows {:.1} s, indexes {:.1} s{})",
+        started.elapsed().as_secs_f64(),
+        loaded.as_secs_f64(),
+        (started.elapsed() - loaded).as_secs_f64(),
+        if bulk { ", built after the load" } else { "" }
     );
     Ok(())
 }
@@ -335,20 +330,19 @@ async fn verify_audit(url: &str) -> anyhow::Result<()> {
 
 async fn load_test(
     url: &str,
-    people: u64,
-    seed: u64,
-    as_of: Option<chrono::NaiveDate>,
+    dataset: &Dataset,
     samples: u64,
     audit_callers: usize,
     audit_seconds: u64,
 ) -> anyhow::Result<()> {
+    let people = dataset.people;
     let db = open(url).await?;
     let ports = db.ports(
         Arc::new(CasbinPolicy::load_default().await?),
         Arc::new(SystemClock),
         Arc::new(UuidV7Ids),
     );
-    let generator = Generator::new(seed, as_of_time(as_of))?;
+    let generator = dataset.generator()?;
     let lines = load_test::run(
         &db,
         ports,
@@ -371,10 +365,10 @@ async fn load_test(
     Ok(())
 }
 
-fn generate(people: u64, seed: u64, as_of: Option<chrono::NaiveDate>) -> anyhow::Result<()> {
-    let now = as_of_time(as_of);
+fn generate(dataset: &Dataset) -> anyhow::Result<()> {
+    let now = as_of_time(dataset.as_of);
     let mut out = BufWriter::new(std::io::stdout().lock());
-    care_synthetic::write_json_lines(seed, now, people, &mut out)?;
+    care_synthetic::write_json_lines(dataset.seed, now, dataset.people, &mut out)?;
     out.flush().context("writing to standard output")?;
     Ok(())
 }

@@ -5,6 +5,9 @@
 //! differ by database: the append-only triggers, the byte-order collation of the search
 //! keys on PostgreSQL, and the single-row chain head.
 //!
+//! The secondary indexes (and the unique source-reference indexes) are created from
+//! `crate::indexes`, so a bulk load can drop and rebuild them.
+//!
 //! Conventions: ids are text (UUIDs), times are microseconds since the Unix epoch in a
 //! BIGINT, dates are ISO text (they sort), and each aggregate's full state is a JSON
 //! document in `body` beside the columns that are queried, indexed or locked on.
@@ -26,20 +29,15 @@ CREATE TABLE person_identifiers (
     identifier TEXT PRIMARY KEY,
     person_id  TEXT NOT NULL REFERENCES people(id)
 );
-CREATE INDEX person_identifiers_person ON person_identifiers (person_id);
 CREATE TABLE person_names (
     person_id  TEXT NOT NULL REFERENCES people(id),
     birth_date TEXT NOT NULL,
     family_key TEXT {COLLATE} NOT NULL
 );
-CREATE INDEX person_names_lookup ON person_names (birth_date, family_key);
-CREATE INDEX person_names_person ON person_names (person_id);
 CREATE TABLE person_postcodes (
     person_id TEXT NOT NULL REFERENCES people(id),
     postcode  TEXT NOT NULL
 );
-CREATE INDEX person_postcodes_lookup ON person_postcodes (postcode);
-CREATE INDEX person_postcodes_person ON person_postcodes (person_id);
 
 CREATE TABLE alerts (
     id         TEXT PRIMARY KEY,
@@ -47,10 +45,8 @@ CREATE TABLE alerts (
     source_id  TEXT NOT NULL,
     source_ref TEXT NOT NULL,
     version    BIGINT NOT NULL,
-    body       TEXT NOT NULL,
-    UNIQUE (source_id, source_ref)
+    body       TEXT NOT NULL
 );
-CREATE INDEX alerts_person ON alerts (person_id);
 CREATE TABLE referrals (
     id         TEXT PRIMARY KEY,
     person_id  TEXT NOT NULL REFERENCES people(id),
@@ -58,10 +54,8 @@ CREATE TABLE referrals (
     source_ref TEXT NOT NULL,
     received   TEXT NOT NULL,
     version    BIGINT NOT NULL,
-    body       TEXT NOT NULL,
-    UNIQUE (source_id, source_ref)
+    body       TEXT NOT NULL
 );
-CREATE INDEX referrals_person ON referrals (person_id);
 
 CREATE TABLE consents (
     nhs_number TEXT PRIMARY KEY,
@@ -87,7 +81,6 @@ CREATE TABLE audit_events (
     prev_hash TEXT NOT NULL,
     hash      TEXT NOT NULL
 );
-CREATE INDEX audit_events_person ON audit_events (person_id, at);
 CREATE TABLE audit_head (
     id        INTEGER PRIMARY KEY CHECK (id = 1),
     len       BIGINT NOT NULL,
@@ -147,6 +140,9 @@ impl MigrationTrait for Migration {
                     .await?;
                 db.execute_unprepared(SQLITE_APPEND_ONLY).await?;
             }
+        }
+        for (_, create) in crate::indexes::SECONDARY_INDEXES {
+            db.execute_unprepared(create).await?;
         }
         Ok(())
     }
