@@ -25,6 +25,8 @@ use crate::{Database, col, from_json, micros, to_json, unexpected};
 const MAX_BATCH_EVENTS: usize = 2_000;
 /// Rows per INSERT statement (kept well under both databases' parameter limits).
 const ROWS_PER_INSERT: usize = 500;
+/// Scheduler turns the writer waits for more callers after a shared commit.
+const LINGER_TURNS: usize = 64;
 /// Appends queued before callers wait for room (back-pressure, not unbounded memory).
 const QUEUE: usize = 4_096;
 
@@ -103,18 +105,28 @@ fn decode_chained(row: &QueryResult) -> Result<ChainedEvent, RepoError> {
 
 /// Takes queued appends, writes as many as fit in one transaction, answers each.
 async fn write_loop(db: Database, mut rx: mpsc::Receiver<Pending>) {
+    // How many callers shared the last commit: when several did, they are about to send
+    // again, so the writer gives them a moment (a few scheduler turns, well under a
+    // commit's time) to join the next batch instead of committing for one.
+    let mut last_callers = 0usize;
     while let Some(first) = rx.recv().await {
         let mut count = first.events.len();
         let mut batch = vec![first];
+        let mut turns = if last_callers > 1 { LINGER_TURNS } else { 0 };
         while count < MAX_BATCH_EVENTS {
             match rx.try_recv() {
                 Ok(next) => {
                     count += next.events.len();
                     batch.push(next);
                 }
+                Err(_) if turns > 0 && batch.len() < last_callers => {
+                    turns -= 1;
+                    tokio::task::yield_now().await;
+                }
                 Err(_) => break,
             }
         }
+        last_callers = batch.len();
         let events: Vec<AuditEvent> = batch
             .iter()
             .flat_map(|p| p.events.iter().cloned())

@@ -105,7 +105,7 @@ enum Command {
     },
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let database = cli.database;
