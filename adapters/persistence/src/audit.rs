@@ -14,8 +14,8 @@ use care_access_audit::{AuditEvent, ChainHead, ChainedEvent, Hash};
 use care_application::{AuditError, AuditLog, RepoError};
 use care_kernel::{PersonId, Timestamp};
 use sea_orm::{
-    ConnectionTrait, DbBackend, QueryResult, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait, Value,
+    ConnectionTrait, DbBackend, IsolationLevel, QueryResult, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait, Value,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -156,9 +156,17 @@ async fn write_batch(
     db: &Database,
     events: Vec<AuditEvent>,
 ) -> Result<Vec<ChainedEvent>, RepoError> {
-    let options = TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
+    let options = match db.backend() {
+        // Whatever the server's default, the head row lock needs READ COMMITTED: under
+        // REPEATABLE READ a second server's FOR UPDATE would fail instead of waiting.
+        DbBackend::Postgres => TransactionOptions {
+            isolation_level: Some(IsolationLevel::ReadCommitted),
+            ..TransactionOptions::default()
+        },
+        _ => TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        },
     };
     let txn = db
         .conn

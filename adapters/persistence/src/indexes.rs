@@ -6,8 +6,9 @@ use sea_orm::ConnectionTrait;
 
 use crate::Database;
 
-/// (name, `CREATE … IF NOT EXISTS …`) of every index that is not a primary key.
-pub const SECONDARY_INDEXES: &[(&str, &str)] = &[
+/// The unique indexes on source references. They are never dropped, bulk load or not:
+/// they are what makes a second item with the same reference a `Conflict`.
+pub const UNIQUE_INDEXES: &[(&str, &str)] = &[
     (
         "alerts_source_ref",
         "CREATE UNIQUE INDEX IF NOT EXISTS alerts_source_ref ON alerts (source_id, source_ref)",
@@ -16,6 +17,11 @@ pub const SECONDARY_INDEXES: &[(&str, &str)] = &[
         "referrals_source_ref",
         "CREATE UNIQUE INDEX IF NOT EXISTS referrals_source_ref ON referrals (source_id, source_ref)",
     ),
+];
+
+/// (name, `CREATE … IF NOT EXISTS …`) of every plain lookup index: dropped for a bulk
+/// load into an empty database and built once after it.
+pub const SECONDARY_INDEXES: &[(&str, &str)] = &[
     (
         "person_identifiers_person",
         "CREATE INDEX IF NOT EXISTS person_identifiers_person ON person_identifiers (person_id)",
@@ -67,9 +73,9 @@ impl Database {
         Ok(count == 0)
     }
 
-    /// Drops the secondary indexes before a bulk load into an empty database. Only do
-    /// this with no other writer: uniqueness of source references is not checked until
-    /// [`Database::build_indexes`] runs (and fails if the load broke it).
+    /// Drops the plain lookup indexes before a bulk load into an empty database (the
+    /// unique indexes stay). Meant for `seed` with no server running: until
+    /// [`Database::build_indexes`] runs, lookups by person, name and postcode are slow.
     pub async fn drop_indexes_for_bulk_load(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.is_empty().await?,
@@ -83,14 +89,37 @@ impl Database {
         Ok(())
     }
 
-    /// Builds any secondary index that is missing (after a bulk load, or one that was
-    /// interrupted: opening the database runs this too).
+    /// Builds any lookup or unique index that is missing (after a bulk load, or one that
+    /// was interrupted: opening the database runs this too), then refreshes the planner's
+    /// statistics if it built any. Existing indexes are left alone, so an ordinary start
+    /// takes no lock on the tables.
     pub async fn build_indexes(&self) -> anyhow::Result<()> {
-        for (_, create) in SECONDARY_INDEXES {
-            self.conn.execute_unprepared(create).await?;
+        let existing: std::collections::BTreeSet<String> = self
+            .conn
+            .query_all_raw(self.statement(
+                match self.backend() {
+                    sea_orm::DbBackend::Postgres => {
+                        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+                    }
+                    _ => "SELECT name FROM sqlite_master WHERE type = 'index'",
+                },
+                vec![],
+            ))
+            .await?
+            .iter()
+            .map(|row| row.try_get_by_index::<String>(0))
+            .collect::<Result<_, _>>()?;
+        let mut built = false;
+        for (name, create) in UNIQUE_INDEXES.iter().chain(SECONDARY_INDEXES) {
+            if !existing.contains(*name) {
+                self.conn.execute_unprepared(create).await?;
+                built = true;
+            }
         }
-        // Fresh statistics, so the planners use the new indexes.
-        self.conn.execute_unprepared("ANALYZE").await?;
+        if built {
+            // Fresh statistics, so the planners use the new indexes.
+            self.conn.execute_unprepared("ANALYZE").await?;
+        }
         Ok(())
     }
 }

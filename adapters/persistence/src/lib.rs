@@ -82,10 +82,7 @@ impl Database {
         migration::Migrator::up(&self.conn, None)
             .await
             .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-        for (_, create) in indexes::SECONDARY_INDEXES {
-            self.conn.execute_unprepared(create).await?;
-        }
-        Ok(())
+        self.build_indexes().await
     }
 
     /// Which database this is.

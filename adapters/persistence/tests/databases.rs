@@ -108,6 +108,33 @@ async fn tampering_is_refused_and_found(db: &Database) {
         conn.execute_unprepared(&delete).await.is_err(),
         "deletes are refused"
     );
+    let replace = match db.backend() {
+        DbBackend::Postgres => format!(
+            "INSERT INTO audit_events (seq, at, person_id, event, prev_hash, hash) \
+             SELECT seq, at, person_id, event, prev_hash, hash FROM audit_events WHERE seq = {target} \
+             ON CONFLICT (seq) DO UPDATE SET event = excluded.event"
+        ),
+        _ => format!(
+            "INSERT OR REPLACE INTO audit_events (seq, at, person_id, event, prev_hash, hash) \
+             SELECT seq, at, person_id, event, prev_hash, hash FROM audit_events WHERE seq = {target}"
+        ),
+    };
+    assert!(
+        conn.execute_unprepared(&replace).await.is_err(),
+        "replacing an event is refused"
+    );
+    assert!(
+        conn.execute_unprepared("UPDATE audit_head SET len = len - 1")
+            .await
+            .is_err(),
+        "the head never moves back"
+    );
+    assert!(
+        conn.execute_unprepared("DELETE FROM audit_head")
+            .await
+            .is_err(),
+        "the head is kept"
+    );
     assert_eq!(verify(&log).await, Ok(head.len));
 
     match db.backend() {

@@ -157,6 +157,12 @@ impl Alert {
         if source_ref.is_empty() || source_ref.len() > 64 {
             return Err(InvalidValue::new("alert_id", "must be 1 to 64 characters"));
         }
+        if source_ref.chars().any(char::is_control) {
+            return Err(InvalidValue::new(
+                "alert_id",
+                "must not contain control characters",
+            ));
+        }
         Ok(Self {
             id,
             person,
@@ -519,6 +525,28 @@ mod tests {
         );
         c.apply(&acute, a.details().clone(), at(0)).unwrap();
         assert_eq!(b.details(), c.details());
+    }
+
+    #[test]
+    fn source_references_refuse_control_characters() {
+        let err = Alert::new(
+            AlertId::from_uuid(uuid::Uuid::from_u128(1)),
+            PersonId::from_uuid(uuid::Uuid::from_u128(2)),
+            source("acute", SourceKind::Acute),
+            "AL\u{0}1",
+            AlertDetails::new(
+                AlertCategory::Other,
+                "x",
+                Severity::Low,
+                day(1),
+                day(1),
+                None,
+            )
+            .unwrap(),
+            at(0),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "alert_id");
     }
 
     #[test]

@@ -221,6 +221,12 @@ impl Referral {
                 "must be 1 to 64 characters",
             ));
         }
+        if source_ref.chars().any(char::is_control) {
+            return Err(InvalidValue::new(
+                "referral_id",
+                "must not contain control characters",
+            ));
+        }
         Ok(Self {
             id,
             person,

@@ -64,7 +64,7 @@ CREATE TABLE consents (
 );
 
 CREATE TABLE sources (
-    id                     TEXT PRIMARY KEY,
+    id                     TEXT {COLLATE} PRIMARY KEY,
     kind                   TEXT NOT NULL,
     name                   TEXT NOT NULL,
     expected_interval_secs BIGINT NOT NULL,
@@ -90,12 +90,22 @@ INSERT INTO audit_head (id, len, last_hash)
 VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
 "#;
 
-/// SQLite: triggers refuse any change to an audit event once written.
+/// SQLite: triggers refuse any change to an audit event once written — including
+/// `INSERT OR REPLACE` over an existing position, which deletes without firing delete
+/// triggers — and a chain head that moves backwards or disappears.
 const SQLITE_APPEND_ONLY: &str = r#"
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER audit_events_no_replace BEFORE INSERT ON audit_events
+WHEN EXISTS (SELECT 1 FROM audit_events WHERE seq = NEW.seq)
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER audit_head_forward_only BEFORE UPDATE ON audit_head
+WHEN NEW.len < OLD.len OR NEW.id <> OLD.id
+BEGIN SELECT RAISE(ABORT, 'the audit chain head only moves forward'); END;
+CREATE TRIGGER audit_head_kept BEFORE DELETE ON audit_head
+BEGIN SELECT RAISE(ABORT, 'the audit chain head only moves forward'); END;
 "#;
 
 /// PostgreSQL: the same, and TRUNCATE too.
@@ -109,6 +119,18 @@ CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
 CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
     FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+CREATE FUNCTION audit_head_forward_only() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP <> 'UPDATE' OR NEW.len < OLD.len OR NEW.id <> OLD.id THEN
+        RAISE EXCEPTION 'the audit chain head only moves forward';
+    END IF;
+    RETURN NEW;
+END
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER audit_head_forward_only BEFORE UPDATE OR DELETE ON audit_head
+    FOR EACH ROW EXECUTE FUNCTION audit_head_forward_only();
+CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_head_forward_only();
 "#;
 
 const DROP: &str = r#"
@@ -141,17 +163,29 @@ impl MigrationTrait for Migration {
                 db.execute_unprepared(SQLITE_APPEND_ONLY).await?;
             }
         }
-        for (_, create) in crate::indexes::SECONDARY_INDEXES {
+        for (_, create) in crate::indexes::UNIQUE_INDEXES
+            .iter()
+            .chain(crate::indexes::SECONDARY_INDEXES)
+        {
             db.execute_unprepared(create).await?;
         }
         Ok(())
     }
 
+    /// All or nothing on SQLite too (sea-orm-migration wraps only PostgreSQL by
+    /// default): a failure half-way must not leave the audit table without its triggers.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         if manager.get_database_backend() == DbBackend::Postgres {
-            db.execute_unprepared("DROP FUNCTION audit_events_append_only() CASCADE;")
-                .await?;
+            db.execute_unprepared(
+                "DROP FUNCTION audit_events_append_only() CASCADE; \
+                 DROP FUNCTION audit_head_forward_only() CASCADE;",
+            )
+            .await?;
         }
         db.execute_unprepared(DROP).await?;
         Ok(())
