@@ -4,8 +4,9 @@
 //! Each aggregate is stored as its serde JSON document (`body`) beside the columns that
 //! are searched, indexed, locked or joined on; the columns are the truth for identity,
 //! person and version, and conversion to domain types happens here, at the edge. SQL is
-//! written once with `$n` placeholders; on SQLite they become `?n` (numbered parameters
-//! SQLite understands), so both databases run the same statements.
+//! written once with `$n` placeholders; on SQLite they become anonymous `?` when they run
+//! in order (binding numbered ones is quadratic in sqlx) or numbered `?n` otherwise, so
+//! both databases run the same statements.
 //!
 //! Which database is chosen by its URL: `sqlite://care.db` (created if missing, WAL
 //! mode) or `postgres://…`.

@@ -49,6 +49,16 @@ async fn verify_audit_names_the_first_event_edited_directly_in_the_database() {
         "{}",
         text(&seeded)
     );
+    let again = carerecord(&url, &["seed", "--people", "10", "--seed", "5"]);
+    assert!(
+        !again.status.success(),
+        "seed refuses a database that holds people"
+    );
+    assert!(
+        text(&again).contains("already holds people"),
+        "{}",
+        text(&again)
+    );
 
     // Each verification appends its own event first: after three runs the chain has
     // three events, and each run verified all there were.
