@@ -7,7 +7,7 @@ use care_application::RepoError;
 use care_consent::Consent;
 use care_person::Person;
 use care_referral::Referral;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait, Value};
 
 use crate::items::{StoredItem, insert_row};
 use crate::people::{identifier_key, insert_rows, search_rows};
@@ -29,22 +29,27 @@ pub struct ImportBatch {
     pub consents: Vec<Consent>,
 }
 
-async fn insert_chunked(
+/// A batch turned into statements, ready to write: all the CPU work of a load (encoding
+/// bodies, building search keys and SQL) done before the database connection is taken,
+/// so it can run on another thread while the previous batch is written.
+#[derive(Debug)]
+pub struct PreparedImport {
+    statements: Vec<Statement>,
+}
+
+fn chunked(
     db: &Database,
-    txn: &DatabaseTransaction,
+    out: &mut Vec<Statement>,
     table: &str,
     columns: &[&str],
     rows: Vec<Vec<Value>>,
-) -> Result<(), RepoError> {
+) {
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<Vec<Value>> = rows.by_ref().take(ROWS_PER_INSERT).collect();
         let (sql, values) = insert_rows(table, columns, chunk);
-        txn.execute_raw(db.statement(&sql, values))
-            .await
-            .map_err(|e| unique_or_unexpected(e, || RepoError::Conflict))?;
+        out.push(db.statement(&sql, values));
     }
-    Ok(())
 }
 
 fn item_rows<T: StoredItem>(
@@ -64,6 +69,12 @@ impl Database {
     /// Writes a batch of new records in one transaction. A record that exists already
     /// (or an identifier another record holds) fails the whole batch with `Conflict`.
     pub async fn import(&self, batch: &ImportBatch) -> Result<(), RepoError> {
+        let prepared = self.prepare_import(batch)?;
+        self.write_import(prepared).await
+    }
+
+    /// Turns a batch into its statements (no database access; any thread).
+    pub fn prepare_import(&self, batch: &ImportBatch) -> Result<PreparedImport, RepoError> {
         let mut people = Vec::with_capacity(batch.people.len());
         let mut identifiers = Vec::new();
         let mut names = Vec::new();
@@ -111,49 +122,61 @@ impl Database {
         let (alert_columns, alerts) = item_rows(&batch.alerts)?;
         let (referral_columns, referrals) = item_rows(&batch.referrals)?;
 
-        let txn = self.conn.begin().await.map_err(unexpected)?;
-        insert_chunked(
+        let mut statements = Vec::new();
+        chunked(
             self,
-            &txn,
+            &mut statements,
             "people",
             &["id", "version", "merged_into", "body"],
             people,
-        )
-        .await?;
-        insert_chunked(
+        );
+        chunked(
             self,
-            &txn,
+            &mut statements,
             "person_identifiers",
             &["identifier", "person_id"],
             identifiers,
-        )
-        .await?;
-        insert_chunked(
+        );
+        chunked(
             self,
-            &txn,
+            &mut statements,
             "person_names",
             &["person_id", "birth_date", "family_key"],
             names,
-        )
-        .await?;
-        insert_chunked(
+        );
+        chunked(
             self,
-            &txn,
+            &mut statements,
             "person_postcodes",
             &["person_id", "postcode"],
             postcodes,
-        )
-        .await?;
-        insert_chunked(self, &txn, "alerts", &alert_columns, alerts).await?;
-        insert_chunked(self, &txn, "referrals", &referral_columns, referrals).await?;
-        insert_chunked(
+        );
+        chunked(self, &mut statements, "alerts", &alert_columns, alerts);
+        chunked(
             self,
-            &txn,
+            &mut statements,
+            "referrals",
+            &referral_columns,
+            referrals,
+        );
+        chunked(
+            self,
+            &mut statements,
             "consents",
             &["nhs_number", "version", "body"],
             consents,
-        )
-        .await?;
+        );
+        Ok(PreparedImport { statements })
+    }
+
+    /// Writes a prepared batch in one transaction.
+    pub async fn write_import(&self, prepared: PreparedImport) -> Result<(), RepoError> {
+        let txn = self.conn.begin().await.map_err(unexpected)?;
+        for statement in prepared.statements {
+            txn.execute_raw(statement)
+                .await
+                .map_err(|e| unique_or_unexpected(e, || RepoError::Conflict))?;
+        }
         txn.commit().await.map_err(unexpected)?;
         Ok(())
     }

@@ -32,7 +32,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 pub use audit::SqlAuditLog;
-pub use import::ImportBatch;
+pub use import::{ImportBatch, PreparedImport};
 pub use items::{SqlAlerts, SqlItems, SqlReferrals, StoredItem};
 pub use people::SqlPeople;
 pub use records::SqlConsent;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use care_application::{AccessPolicy, AccessRequest, Clock, Decision, Services, SubjectState};
 use care_in_memory::{SpecPolicy, SystemClock, UuidV7Ids};
 use care_kernel::{Action, Actor, OrganisationId, Role, UserId};
-use care_persistence::{Database, ImportBatch};
+use care_persistence::{Database, ImportBatch, PreparedImport};
 use care_policy::CasbinPolicy;
 use care_synthetic::Generator;
 use clap::{Parser, Subcommand};
@@ -245,7 +245,9 @@ async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> anyhow::Resu
     db.drop_indexes_for_bulk_load().await?;
     // Generate on another thread while this one writes: two cores, two jobs.
     let batch = batch.max(1);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, u64, ImportBatch)>(2);
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<anyhow::Result<(u64, u64, usize, usize, PreparedImport)>>(2);
+    let writer_db = db.clone();
     let producer = tokio::task::spawn_blocking(move || {
         let mut next = 0;
         while next < people {
@@ -257,17 +259,23 @@ async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> anyhow::Resu
                 import.referrals.extend(p.referrals);
                 import.consents.extend(p.consent);
             }
-            if tx.blocking_send((next, end, import)).is_err() {
+            let counts = (import.alerts.len(), import.referrals.len());
+            let prepared = writer_db
+                .prepare_import(&import)
+                .map(|prepared| (next, end, counts.0, counts.1, prepared))
+                .map_err(anyhow::Error::new);
+            if tx.blocking_send(prepared).is_err() {
                 break;
             }
             next = end;
         }
     });
     let (mut alerts, mut referrals) = (0usize, 0usize);
-    while let Some((from, to, import)) = rx.recv().await {
-        alerts += import.alerts.len();
-        referrals += import.referrals.len();
-        db.import(&import)
+    while let Some(prepared) = rx.recv().await {
+        let (from, to, batch_alerts, batch_referrals, prepared) = prepared?;
+        alerts += batch_alerts;
+        referrals += batch_referrals;
+        db.write_import(prepared)
             .await
             .with_context(|| format!("writing people {from}..{to}"))?;
         bar.inc(to - from);
