@@ -119,7 +119,7 @@ impl Src {
             Src::Gp => write!(out, "EMIS{n:09}"),
             Src::Uhd => write!(out, "RDZ{n:08}"),
             Src::Dchft => write!(out, "RBD{n:08}"),
-            Src::Community => write!(out, "DHC-{n}"),
+            Src::Community => write!(out, "DHC-{n:07}"),
             Src::CouncilBcp => write!(out, "BCP{n:08}"),
             Src::CouncilDc => write!(out, "DC{n:08}"),
         }
@@ -813,7 +813,7 @@ impl Generator {
                 self.source(src).clone(),
                 {
                     text.clear();
-                    write!(text, "{}-{}-{}", src.alert_prefix(), index + 1, n + 1)?;
+                    write!(text, "{}-{:07}-{}", src.alert_prefix(), index + 1, n + 1)?;
                     &text
                 },
                 details,
@@ -868,7 +868,7 @@ impl Generator {
                     text.clear();
                     write!(
                         text,
-                        "{}-{}-{}",
+                        "{}-{:07}-{}",
                         council.referral_prefix(),
                         index + 1,
                         n + 1
