@@ -66,14 +66,9 @@ fn item_rows<T: StoredItem>(
 }
 
 impl Database {
-    /// Writes a batch of new records in one transaction. A record that exists already
-    /// (or an identifier another record holds) fails the whole batch with `Conflict`.
-    pub async fn import(&self, batch: &ImportBatch) -> Result<(), RepoError> {
-        let prepared = self.prepare_import(batch)?;
-        self.write_import(prepared).await
-    }
-
-    /// Turns a batch into its statements (no database access; any thread).
+    /// Turns a batch into its statements (no database access; any thread). Written with
+    /// [`Database::write_import`]: a record that exists already (or an identifier
+    /// another record holds) then fails the whole batch with `Conflict`.
     pub fn prepare_import(&self, batch: &ImportBatch) -> Result<PreparedImport, RepoError> {
         let mut people = Vec::with_capacity(batch.people.len());
         let mut identifiers = Vec::new();

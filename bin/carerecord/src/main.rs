@@ -10,10 +10,12 @@ use anyhow::Context;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use care_application::{AccessPolicy, AccessRequest, Clock, Decision, Services, SubjectState};
-use care_in_memory::{SpecPolicy, SystemClock, UuidV7Ids};
+use care_application::{
+    AccessPolicy, AccessRequest, Clock, Decision, Services, SourceRegistry, SubjectState,
+};
+use care_in_memory::{SystemClock, UuidV7Ids};
 use care_kernel::{Action, Actor, OrganisationId, Role, UserId};
-use care_persistence::{Database, ImportBatch, PreparedImport};
+use care_persistence::{Database, ImportBatch, PreparedImport, SqlSources};
 use care_policy::CasbinPolicy;
 use care_synthetic::Generator;
 use clap::{Parser, Subcommand};
@@ -221,10 +223,9 @@ async fn migrate(url: &str) -> anyhow::Result<()> {
 async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> anyhow::Result<()> {
     let people = dataset.people;
     let db = open(url).await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let ports = db.ports(Arc::new(SpecPolicy::default()), clock, Arc::new(UuidV7Ids));
+    let registry = SqlSources::new(db.clone());
     for source in care_synthetic::sources()? {
-        ports.sources.register(&source).await?;
+        registry.register(&source).await?;
     }
     let generator = dataset.generator()?;
     let bar = ProgressBar::new(people).with_style(
