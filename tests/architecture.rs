@@ -20,13 +20,14 @@ const FORBIDDEN_IN_DOMAIN: [&str; 8] = [
     "hyper",
 ];
 
-const DOMAIN: [&str; 6] = [
+const DOMAIN: [&str; 7] = [
     "care-kernel",
     "care-person",
     "care-referral",
     "care-alert",
     "care-consent",
     "care-access-audit",
+    "care-account",
 ];
 
 fn host_triple() -> String {

@@ -6,6 +6,7 @@
 //! SQL, casbin or the system clock.
 
 pub mod access;
+mod accounts;
 mod consent;
 mod gate;
 mod ingest;
@@ -20,12 +21,19 @@ use care_kernel::{Actor, Date, DenyReason, InvalidValue, PersonId, Timestamp};
 use care_person::Person;
 use thiserror::Error;
 
+pub use accounts::{
+    AccountSettings, Accounts, Administered, AuthError, Authenticated, IdentityPorts, NewUser,
+    SignInError, SignedIn, UserSummary, hash_token,
+};
+pub use care_account::{LockoutPolicy, SessionEnd, SessionPolicy};
 pub use consent::ConsentCommand;
 pub use ingest::{DeathStatement, IngestError, PersonIdentity};
+pub use oversight::{FeedSourceStatus, FeedStatus};
 pub use ports::{
-    AccessPolicy, AccessRequest, AlertRepository, AuditError, AuditLog, Clock, ConsentRepository,
-    Decision, IdGenerator, PersonRepository, ReferralRepository, RepoError, SourceInfo,
-    SourceRegistry, SubjectState,
+    AccessPolicy, AccessRequest, AccountStore, AlertRepository, AuditError, AuditLog, Clock,
+    ConsentRepository, Decision, IdGenerator, Organisation, PasswordHasher, PersonRepository,
+    ReferralRepository, RepoError, SecurityEvent, SecurityEventKind, SecurityLog, SessionRecord,
+    SessionStore, SourceInfo, SourceRegistry, SubjectState, TokenHash, TokenSource, UserAccount,
 };
 pub use reads::SEARCH_LIMIT;
 pub use views::AuditReceipt;

@@ -4,6 +4,8 @@ use care_access_audit::{ChainVerifier, access_report};
 use care_kernel::{Action, Actor, InvalidValue, Timestamp};
 use care_person::NhsNumber;
 
+use crate::AuditReceipt;
+use crate::ports::SourceInfo;
 use crate::views::{AccessReport, ChainVerification};
 use crate::{AccessError, Services, gate::Access};
 
@@ -83,5 +85,52 @@ impl Services {
             result,
             receipt,
         })
+    }
+}
+
+/// One feed source as the System Manager sees it.
+#[derive(Debug, Clone)]
+pub struct FeedSourceStatus {
+    /// The source, its activity and counters.
+    pub info: SourceInfo,
+    /// Quiet for longer than its expected interval.
+    pub stale: bool,
+}
+
+/// Every feed source's status.
+#[derive(Debug, Clone)]
+pub struct FeedStatus {
+    /// By source id.
+    pub sources: Vec<FeedSourceStatus>,
+    receipt: AuditReceipt,
+}
+
+impl FeedStatus {
+    /// The audit receipt.
+    pub fn receipt(&self) -> AuditReceipt {
+        self.receipt
+    }
+}
+
+impl Services {
+    /// Feed status (System Manager): each source's last message, counters, and whether
+    /// it is stale.
+    pub async fn feed_status(&self, actor: &Actor) -> Result<FeedStatus, AccessError> {
+        let now = self.now();
+        let receipt = self
+            .gate(&Access::new(actor, now, Action::ViewFeedStatus).on("feeds"))
+            .await?;
+        let sources = self
+            .ports
+            .sources
+            .list()
+            .await?
+            .into_iter()
+            .map(|info| FeedSourceStatus {
+                stale: info.is_stale(now),
+                info,
+            })
+            .collect();
+        Ok(FeedStatus { sources, receipt })
     }
 }

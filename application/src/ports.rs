@@ -8,8 +8,11 @@ use async_trait::async_trait;
 use care_access_audit::{AuditEvent, ChainHead, ChainedEvent};
 use care_alert::Alert;
 use care_consent::{Consent, ConsentLevel};
+use std::net::IpAddr;
+
 use care_kernel::{
-    Action, BasisKind, DenyReason, PersonId, Role, Source, SourceId, Timestamp, UpdateOutcome,
+    Action, BasisKind, DenyReason, OrganisationId, PersonId, Role, Source, SourceId, Timestamp,
+    UpdateOutcome, UserId, named_enum,
 };
 use care_person::{Identifier, NhsNumber, Person, SearchCriteria, VitalStatus};
 use care_referral::Referral;
@@ -273,4 +276,196 @@ pub enum Decision {
 pub trait AccessPolicy: Send + Sync {
     /// Decides one request.
     fn decide(&self, request: &AccessRequest) -> Decision;
+}
+
+/// An organisation users belong to (e.g. a GP practice, a hospital trust, a council).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organisation {
+    /// Its code (e.g. an ODS code).
+    pub id: OrganisationId,
+    /// Its name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A user account. The password is kept only as an Argon2id PHC string.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserAccount {
+    /// The account name (what the user signs in with, and what the audit records).
+    pub user: UserId,
+    /// The person's name, for the System Manager's lists.
+    pub display_name: String,
+    /// Their organisation.
+    pub organisation: OrganisationId,
+    /// The one role the account acts in.
+    pub role: Role,
+    /// For feed accounts: the one source they may submit for.
+    pub feed_source: Option<SourceId>,
+    /// The password hash (PHC string).
+    pub password_hash: String,
+    /// A disabled account cannot sign in and its sessions end.
+    pub disabled: bool,
+    /// When the account was created.
+    pub created_at: Timestamp,
+    /// Failed sign-ins before this time do not count towards lockout (the last
+    /// successful sign-in or password reset).
+    pub failures_cleared_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for UserAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserAccount")
+            .field("user", &self.user)
+            .field("organisation", &self.organisation)
+            .field("role", &self.role)
+            .field("feed_source", &self.feed_source)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Users and organisations. Contract:
+/// - `create_organisation` / `create_user` store a new row and return `true`, or return
+///   `false` and change nothing when the id is taken.
+/// - `create_user` for an organisation that does not exist is `Unexpected`.
+/// - `update_user` replaces the stored account with the same `user`; returns `false` if
+///   there is none.
+/// - lists are ordered by id.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Adds an organisation.
+    async fn create_organisation(&self, org: &Organisation) -> Result<bool, RepoError>;
+    /// Every organisation.
+    async fn organisations(&self) -> Result<Vec<Organisation>, RepoError>;
+    /// Adds a user.
+    async fn create_user(&self, user: &UserAccount) -> Result<bool, RepoError>;
+    /// One user.
+    async fn user(&self, id: &UserId) -> Result<Option<UserAccount>, RepoError>;
+    /// Every user.
+    async fn users(&self) -> Result<Vec<UserAccount>, RepoError>;
+    /// Replaces a user's account.
+    async fn update_user(&self, user: &UserAccount) -> Result<bool, RepoError>;
+}
+
+/// The SHA-256 of a session token: what is stored, so that a copy of the table signs
+/// nobody in.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHash(..)")
+    }
+}
+
+/// A signed-in session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The hash of its token.
+    pub token_hash: TokenHash,
+    /// Whose.
+    pub user: UserId,
+    /// Signed in at.
+    pub created_at: Timestamp,
+    /// Last used at (kept to [`SESSION_TOUCH_GRANULARITY`]).
+    pub last_seen_at: Timestamp,
+    /// Signed out or revoked at.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// How stale `last_seen_at` may be before a use writes it again: one write per session
+/// per this interval instead of one per request. The idle timeout is therefore honoured
+/// to within this much.
+pub const SESSION_TOUCH_GRANULARITY: Duration = Duration::from_secs(15);
+
+/// Sessions, in the database so that several servers share them. Contract:
+/// - `create` stores a new session (token hashes are unique).
+/// - `get` returns the session with that hash, revoked or not, else `None`.
+/// - `touch` sets `last_seen_at` to `at` if that is later than what is stored and the
+///   session is not revoked; returns whether it wrote.
+/// - `revoke` sets `revoked_at` (once; the first revocation stands) and returns whether
+///   the session was live; `revoke_user` revokes every live session of a user and
+///   returns how many.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session.
+    async fn create(&self, session: &SessionRecord) -> Result<(), RepoError>;
+    /// Looks a session up.
+    async fn get(&self, token: &TokenHash) -> Result<Option<SessionRecord>, RepoError>;
+    /// Notes a use.
+    async fn touch(&self, token: &TokenHash, at: Timestamp) -> Result<bool, RepoError>;
+    /// Ends one session.
+    async fn revoke(&self, token: &TokenHash, at: Timestamp) -> Result<bool, RepoError>;
+    /// Ends every session of a user.
+    async fn revoke_user(&self, user: &UserId, at: Timestamp) -> Result<u64, RepoError>;
+}
+
+named_enum!(
+    /// A security event that is not an access to a record (those are in the audit chain).
+    SecurityEventKind, "kind" {
+        /// A sign-in succeeded.
+        SignInSucceeded => "sign_in_succeeded",
+        /// A sign-in failed (unknown user, wrong password, disabled account).
+        SignInFailed => "sign_in_failed",
+        /// A sign-in was refused because the account is locked.
+        SignInLocked => "sign_in_locked",
+        /// A user signed out.
+        SignedOut => "signed_out",
+        /// A request came from outside the allow-list.
+        NetworkRefused => "network_refused",
+        /// A request was refused by the sign-in rate limit.
+        RateLimited => "rate_limited",
+    }
+);
+
+/// One security event. Holds no password and no token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityEvent {
+    /// When.
+    pub at: Timestamp,
+    /// What happened.
+    pub kind: SecurityEventKind,
+    /// The account concerned, when there is one (for a failed sign-in, the name tried,
+    /// if it is a well-formed account name).
+    pub user: Option<UserId>,
+    /// From where.
+    pub client: IpAddr,
+    /// Detail fit for the log (never a secret).
+    pub detail: Option<String>,
+}
+
+/// The security log: append-only. Contract: `append` stores the event; `count` counts a
+/// user's events of one kind at or after `since`; `recent` returns the newest first.
+#[async_trait]
+pub trait SecurityLog: Send + Sync {
+    /// Appends one event.
+    async fn append(&self, event: &SecurityEvent) -> Result<(), RepoError>;
+    /// Counts a user's events of a kind since a time.
+    async fn count(
+        &self,
+        user: &UserId,
+        kind: SecurityEventKind,
+        since: Timestamp,
+    ) -> Result<u32, RepoError>;
+    /// The newest events.
+    async fn recent(&self, limit: usize) -> Result<Vec<SecurityEvent>, RepoError>;
+}
+
+/// Password hashing (Argon2id in the adapter). Async because it is deliberately slow:
+/// adapters run it off the request threads.
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    /// Hashes a password with a fresh salt, as a PHC string.
+    async fn hash(&self, password: &str) -> Result<String, RepoError>;
+    /// Whether the password matches the PHC string (`false` for a malformed one). With
+    /// no hash (an unknown user) it returns `false` after as long as a real check takes,
+    /// so that timing does not tell which account names exist.
+    async fn verify(&self, password: &str, phc: Option<&str>) -> bool;
+}
+
+/// Session tokens: random, at least 128 bits, URL-safe text.
+pub trait TokenSource: Send + Sync {
+    /// A new token.
+    fn new_token(&self) -> String;
 }

@@ -7,8 +7,11 @@
 //! identifiers, an append-only chain) so the contract suites in `care-contract` pass on
 //! them exactly as on the database adapters.
 
+mod accounts;
 mod policy;
 mod stores;
+
+pub use accounts::{InMemoryAccounts, InMemorySecurityLog, InMemorySessions};
 
 pub use policy::SpecPolicy;
 pub use stores::{
