@@ -148,11 +148,14 @@ fn the_application_depends_on_the_domain_and_no_adapter() {
 #[test]
 fn adapters_do_not_depend_on_each_other_or_on_the_binary() {
     let graph = dependency_graph();
-    const ADAPTERS: [&str; 4] = [
+    const ADAPTERS: [&str; 7] = [
         "care-in-memory",
         "care-policy",
         "care-persistence",
         "care-synthetic",
+        "care-security",
+        "care-http",
+        "care-telemetry",
     ];
     for adapter in ADAPTERS {
         let reached = closure(graph, adapter);

@@ -385,8 +385,10 @@ impl Accounts {
         if account.disabled {
             return Err(AuthError::Disabled);
         }
-        let granularity = chrono::Duration::from_std(SESSION_TOUCH_GRANULARITY)
-            .unwrap_or(chrono::Duration::zero());
+        // Write `last_seen_at` at most every few seconds, and often enough that a short
+        // idle timeout is still honoured.
+        let every = SESSION_TOUCH_GRANULARITY.min(self.settings.sessions.idle_timeout / 4);
+        let granularity = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::zero());
         let last_seen = if now - session.last_seen_at >= granularity {
             self.ports.sessions.touch(&hash, now).await?;
             now
@@ -659,6 +661,31 @@ impl Accounts {
             Ok(_) | Err(AccessError::Rejected(_)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Sets a user's password (console provisioning), checked against the policy.
+    pub async fn provision_password(
+        &self,
+        user: &UserId,
+        password: &str,
+    ) -> Result<(), AccessError> {
+        check_password(user.as_str(), password)?;
+        let hash = self.ports.hasher.hash(password).await?;
+        let mut account = self
+            .ports
+            .accounts
+            .user(user)
+            .await?
+            .ok_or_else(|| InvalidValue::new("user", "no such user"))?;
+        account.password_hash = hash;
+        account.failures_cleared_at = Some(self.now());
+        self.ports.accounts.update_user(&account).await?;
+        Ok(())
+    }
+
+    /// Whether a user exists (console provisioning).
+    pub async fn user_exists(&self, user: &UserId) -> Result<bool, AccessError> {
+        Ok(self.ports.accounts.user(user).await?.is_some())
     }
 
     /// Creates a user (console provisioning; see [`Accounts::provision_organisation`]).

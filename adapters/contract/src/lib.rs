@@ -7,15 +7,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use care_access_audit::{AuditEvent, ChainVerifier, Outcome};
 use care_alert::{Alert, AlertCategory, AlertDetails, Severity};
 use care_application::{
-    AlertRepository, AuditLog, Clock, ConsentRepository, IdGenerator, PersonRepository,
-    ReferralRepository, RepoError, SourceInfo, SourceRegistry,
+    AccountStore, AlertRepository, AuditLog, Clock, ConsentRepository, IdGenerator, Organisation,
+    PersonRepository, ReferralRepository, RepoError, SecurityEvent, SecurityEventKind, SecurityLog,
+    SessionRecord, SessionStore, SourceInfo, SourceRegistry, TokenHash, UserAccount,
 };
 use care_consent::{Consent, ConsentLevel, Representative};
 use care_kernel::{
@@ -663,6 +664,621 @@ pub async fn source_registry(registry: &dyn SourceRegistry) {
         .await
         .unwrap();
     assert_eq!(registry.get(&ghost.id).await.unwrap(), None);
+}
+
+/// A time with microseconds (what every adapter keeps exactly).
+fn at_micros(secs: i64, micros: i64) -> Timestamp {
+    Timestamp::from_timestamp_micros((1_750_000_000 + secs) * 1_000_000 + micros).unwrap()
+}
+
+/// One microsecond later.
+fn just_after(t: Timestamp) -> Timestamp {
+    Timestamp::from_timestamp_micros(t.timestamp_micros() + 1).unwrap()
+}
+
+fn fresh_org_id(suffix: &str) -> OrganisationId {
+    OrganisationId::parse(&format!("{}{suffix}", fresh_text("org"))).unwrap()
+}
+
+fn fresh_user_id() -> UserId {
+    UserId::parse(&fresh_text("user.")).unwrap()
+}
+
+/// Id suffixes whose byte order (the ids' `Ord`) differs from a locale's collation,
+/// which ignores punctuation and case: `-` < `B` < `_` < `a` by bytes.
+const ORDER_SUFFIXES: [&str; 4] = ["a", "-d", "_c", "B"];
+
+fn organisation(id: OrganisationId, name: &str, created: Timestamp) -> Organisation {
+    Organisation {
+        id,
+        name: name.to_owned(),
+        created_at: created,
+    }
+}
+
+/// An account with every optional field filled and every flag set.
+fn full_account(user: UserId, organisation: OrganisationId) -> UserAccount {
+    UserAccount {
+        user,
+        display_name: "Zoë O'Neill-Ångström".into(),
+        organisation,
+        role: Role::Feed,
+        feed_source: Some(SourceId::parse(&fresh_text("feed-")).unwrap()),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+        disabled: true,
+        created_at: at_micros(10, 123_456),
+        failures_cleared_at: Some(at_micros(20, 654_321)),
+    }
+}
+
+/// An account with every optional field empty and every flag clear.
+fn plain_account(user: UserId, organisation: OrganisationId) -> UserAccount {
+    UserAccount {
+        user,
+        display_name: "Sam Jones".into(),
+        organisation,
+        role: Role::Gp,
+        feed_source: None,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0$b3RoZXJoYXNo".into(),
+        disabled: false,
+        created_at: at_micros(30, 1),
+        failures_cleared_at: None,
+    }
+}
+
+fn assert_sorted_strictly<T: Ord + std::fmt::Debug>(ids: &[T], what: &str) {
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "{what} are listed in id order, each once: {ids:?}"
+    );
+}
+
+/// The [`AccountStore`] contract.
+pub async fn account_store(store: &dyn AccountStore) {
+    // Organisations: created once; a taken id is refused and changes nothing.
+    let org = organisation(fresh_org_id(""), "Quay Surgery", at_micros(1, 999_999));
+    assert!(
+        store.create_organisation(&org).await.unwrap(),
+        "a new id is stored"
+    );
+    let imposter = organisation(org.id.clone(), "Imposter Trust", at_micros(2, 5));
+    assert!(
+        !store.create_organisation(&imposter).await.unwrap(),
+        "a taken id gives false"
+    );
+    let listed = store.organisations().await.unwrap();
+    assert_eq!(
+        listed.iter().filter(|o| o.id == org.id).collect::<Vec<_>>(),
+        vec![&org],
+        "the first organisation stands, every field as stored, microseconds included"
+    );
+
+    // Lists are ordered by id (byte order, as the ids' `Ord`), whatever the order of
+    // creation and whatever the database's collation.
+    let base = fresh_text("order");
+    let mut org_ids = Vec::new();
+    for suffix in ORDER_SUFFIXES {
+        let id = OrganisationId::parse(&format!("{base}{suffix}")).unwrap();
+        assert!(
+            store
+                .create_organisation(&organisation(id.clone(), "Ordered", at_micros(3, 0)))
+                .await
+                .unwrap()
+        );
+        org_ids.push(id);
+    }
+    org_ids.sort();
+    let all: Vec<OrganisationId> = store
+        .organisations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_sorted_strictly(&all, "organisations");
+    let mine: Vec<OrganisationId> = all
+        .iter()
+        .filter(|id| id.as_str().starts_with(&base))
+        .cloned()
+        .collect();
+    assert_eq!(mine, org_ids, "organisations in id order");
+
+    // A user round-trips every field: optional ones filled, then empty.
+    let other_org = organisation(fresh_org_id("-b"), "Dorset Council", at_micros(4, 4));
+    assert!(store.create_organisation(&other_org).await.unwrap());
+    let full = full_account(fresh_user_id(), org.id.clone());
+    let plain = plain_account(fresh_user_id(), other_org.id.clone());
+    assert_eq!(
+        store.user(&full.user).await.unwrap(),
+        None,
+        "unknown user gives None"
+    );
+    assert!(
+        store.create_user(&full).await.unwrap(),
+        "a new user is stored"
+    );
+    assert!(store.create_user(&plain).await.unwrap());
+    assert_eq!(store.user(&full.user).await.unwrap().as_ref(), Some(&full));
+    assert_eq!(
+        store.user(&plain.user).await.unwrap().as_ref(),
+        Some(&plain)
+    );
+    let full_stored = store.user(&full.user).await.unwrap().unwrap();
+    assert_eq!(
+        full_stored.feed_source, full.feed_source,
+        "feed source kept"
+    );
+    assert!(full_stored.disabled, "disabled kept");
+    assert_eq!(
+        full_stored.failures_cleared_at, full.failures_cleared_at,
+        "failures_cleared_at kept to the microsecond"
+    );
+    assert_eq!(
+        full_stored.created_at, full.created_at,
+        "created_at kept to the microsecond"
+    );
+
+    // A taken user id gives false and changes nothing.
+    let mut twin = plain_account(full.user.clone(), other_org.id.clone());
+    twin.display_name = "Someone Else".into();
+    assert!(
+        !store.create_user(&twin).await.unwrap(),
+        "a taken user id gives false"
+    );
+    assert_eq!(
+        store.user(&full.user).await.unwrap().as_ref(),
+        Some(&full),
+        "the first account stands"
+    );
+
+    // A user of an organisation that does not exist is an error, and is not stored.
+    let ghost_org = fresh_org_id("-ghost");
+    let orphan = plain_account(fresh_user_id(), ghost_org.clone());
+    assert!(
+        matches!(
+            store.create_user(&orphan).await,
+            Err(RepoError::Unexpected(_))
+        ),
+        "a user of an unknown organisation is Unexpected"
+    );
+    assert_eq!(store.user(&orphan.user).await.unwrap(), None);
+    let orphan_twin = plain_account(full.user.clone(), ghost_org);
+    assert!(
+        matches!(
+            store.create_user(&orphan_twin).await,
+            Err(RepoError::Unexpected(_))
+        ),
+        "an unknown organisation is Unexpected even when the user id is taken"
+    );
+    assert_eq!(store.user(&full.user).await.unwrap().as_ref(), Some(&full));
+
+    // update_user replaces every field of the stored account.
+    let mut changed = plain_account(full.user.clone(), other_org.id.clone());
+    changed.display_name = "Zoë Renamed".into();
+    changed.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaA".into();
+    changed.created_at = at_micros(40, 7);
+    assert!(
+        store.update_user(&changed).await.unwrap(),
+        "an existing user is replaced"
+    );
+    assert_eq!(
+        store.user(&full.user).await.unwrap().as_ref(),
+        Some(&changed),
+        "every field replaced, optional ones emptied"
+    );
+    let mut refilled = full_account(plain.user.clone(), org.id.clone());
+    refilled.role = Role::SystemManager;
+    assert!(store.update_user(&refilled).await.unwrap());
+    assert_eq!(
+        store.user(&plain.user).await.unwrap().as_ref(),
+        Some(&refilled),
+        "every field replaced, optional ones filled"
+    );
+    let unchanged_again = refilled.clone();
+    assert!(
+        store.update_user(&unchanged_again).await.unwrap(),
+        "replacing with equal values still finds the user"
+    );
+
+    // update_user of a missing user gives false and stores nothing.
+    let missing = plain_account(fresh_user_id(), org.id.clone());
+    assert!(
+        !store.update_user(&missing).await.unwrap(),
+        "updating a missing user gives false"
+    );
+    assert_eq!(store.user(&missing.user).await.unwrap(), None);
+
+    // Users are listed in id order, each once, as stored.
+    let user_base = fresh_text("order.");
+    let mut user_ids = Vec::new();
+    for suffix in ORDER_SUFFIXES {
+        let id = UserId::parse(&format!("{user_base}{suffix}")).unwrap();
+        assert!(
+            store
+                .create_user(&plain_account(id.clone(), org.id.clone()))
+                .await
+                .unwrap()
+        );
+        user_ids.push(id);
+    }
+    user_ids.sort();
+    let users = store.users().await.unwrap();
+    let all: Vec<UserId> = users.iter().map(|u| u.user.clone()).collect();
+    assert_sorted_strictly(&all, "users");
+    let mine: Vec<UserId> = all
+        .iter()
+        .filter(|id| id.as_str().starts_with(&user_base))
+        .cloned()
+        .collect();
+    assert_eq!(mine, user_ids, "users in id order");
+    assert!(
+        users.contains(&changed) && users.contains(&refilled),
+        "users lists them as stored"
+    );
+}
+
+/// A token hash no other run uses, with a zero first byte and a 0xFF last byte (binary,
+/// not text).
+fn fresh_token() -> TokenHash {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    bytes[0] = 0;
+    bytes[31] = 0xFF;
+    TokenHash(bytes)
+}
+
+fn session(user: &UserId, created: Timestamp) -> SessionRecord {
+    SessionRecord {
+        token_hash: fresh_token(),
+        user: user.clone(),
+        created_at: created,
+        last_seen_at: created,
+        revoked_at: None,
+    }
+}
+
+/// The [`SessionStore`] contract. Its users are created first through `accounts`
+/// (adapters may hold a foreign key to them).
+pub async fn session_store(sessions: &dyn SessionStore, accounts: &dyn AccountStore) {
+    let org = organisation(fresh_org_id(""), "Sessions Trust", at_micros(0, 0));
+    assert!(accounts.create_organisation(&org).await.unwrap());
+    let alice = fresh_user_id();
+    let bob = fresh_user_id();
+    for user in [&alice, &bob] {
+        assert!(
+            accounts
+                .create_user(&plain_account(user.clone(), org.id.clone()))
+                .await
+                .unwrap()
+        );
+    }
+
+    // create / get round-trip, microseconds included.
+    let s1 = session(&alice, at_micros(100, 123_456));
+    assert_eq!(
+        sessions.get(&s1.token_hash).await.unwrap(),
+        None,
+        "unknown token gives None"
+    );
+    sessions.create(&s1).await.unwrap();
+    assert_eq!(
+        sessions.get(&s1.token_hash).await.unwrap().as_ref(),
+        Some(&s1)
+    );
+    // Token hashes are unique: a second session with the same hash is refused.
+    let mut dup = session(&bob, at_micros(101, 0));
+    dup.token_hash = s1.token_hash;
+    assert!(
+        sessions.create(&dup).await.is_err(),
+        "a taken token hash is refused"
+    );
+    assert_eq!(
+        sessions.get(&s1.token_hash).await.unwrap().as_ref(),
+        Some(&s1),
+        "the first session stands"
+    );
+    // A session stored as already revoked round-trips too.
+    let mut ended = session(&bob, at_micros(102, 5));
+    ended.last_seen_at = at_micros(103, 6);
+    ended.revoked_at = Some(at_micros(104, 7));
+    sessions.create(&ended).await.unwrap();
+    assert_eq!(
+        sessions.get(&ended.token_hash).await.unwrap().as_ref(),
+        Some(&ended)
+    );
+
+    // touch only moves last_seen_at forward.
+    let t = s1.last_seen_at;
+    assert!(
+        !sessions
+            .touch(&s1.token_hash, at_micros(99, 0))
+            .await
+            .unwrap(),
+        "an earlier time does not write"
+    );
+    assert!(
+        !sessions.touch(&s1.token_hash, t).await.unwrap(),
+        "the same time does not write"
+    );
+    assert_eq!(
+        sessions.get(&s1.token_hash).await.unwrap().as_ref(),
+        Some(&s1)
+    );
+    let later = just_after(t);
+    assert!(
+        sessions.touch(&s1.token_hash, later).await.unwrap(),
+        "a later time writes (one microsecond is later)"
+    );
+    let touched = sessions.get(&s1.token_hash).await.unwrap().unwrap();
+    assert_eq!(touched.last_seen_at, later);
+    assert_eq!(
+        touched,
+        SessionRecord {
+            last_seen_at: later,
+            ..s1.clone()
+        },
+        "touch changes last_seen_at alone"
+    );
+    assert!(
+        !sessions.touch(&s1.token_hash, t).await.unwrap(),
+        "never moves back"
+    );
+    assert_eq!(
+        sessions
+            .get(&s1.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at,
+        later
+    );
+    assert!(
+        !sessions
+            .touch(&fresh_token(), at_micros(500, 0))
+            .await
+            .unwrap(),
+        "an unknown token is not touched"
+    );
+
+    // revoke: once, the first revocation stands; a revoked session is never touched.
+    let revoked_at = at_micros(200, 222_222);
+    assert!(
+        sessions.revoke(&s1.token_hash, revoked_at).await.unwrap(),
+        "a live session is revoked"
+    );
+    assert!(
+        !sessions
+            .revoke(&s1.token_hash, at_micros(300, 0))
+            .await
+            .unwrap(),
+        "a revoked session is not revoked again"
+    );
+    let stored = sessions.get(&s1.token_hash).await.unwrap().unwrap();
+    assert_eq!(
+        stored.revoked_at,
+        Some(revoked_at),
+        "the first revocation stands"
+    );
+    assert_eq!(
+        stored.last_seen_at, later,
+        "revoke leaves last_seen_at alone"
+    );
+    assert!(
+        !sessions
+            .touch(&s1.token_hash, at_micros(400, 0))
+            .await
+            .unwrap(),
+        "a revoked session is not touched"
+    );
+    assert_eq!(
+        sessions.get(&s1.token_hash).await.unwrap().unwrap(),
+        stored,
+        "get returns revoked sessions, unchanged by a refused touch"
+    );
+    assert!(
+        !sessions.revoke(&fresh_token(), revoked_at).await.unwrap(),
+        "an unknown token was not live"
+    );
+
+    // revoke_user counts and ends only that user's live sessions.
+    let a2 = session(&alice, at_micros(110, 1));
+    let a3 = session(&alice, at_micros(111, 2));
+    let mut a4 = session(&alice, at_micros(112, 3));
+    a4.revoked_at = Some(at_micros(113, 4));
+    let b1 = session(&bob, at_micros(114, 5));
+    for s in [&a2, &a3, &a4, &b1] {
+        sessions.create(s).await.unwrap();
+    }
+    let all_gone = at_micros(600, 600_006);
+    assert_eq!(
+        sessions.revoke_user(&alice, all_gone).await.unwrap(),
+        2,
+        "only live sessions count (s1 and a4 were already revoked)"
+    );
+    for s in [&a2, &a3] {
+        assert_eq!(
+            sessions.get(&s.token_hash).await.unwrap(),
+            Some(SessionRecord {
+                revoked_at: Some(all_gone),
+                ..s.clone()
+            })
+        );
+    }
+    assert_eq!(
+        sessions.get(&a4.token_hash).await.unwrap().as_ref(),
+        Some(&a4),
+        "an earlier revocation stands"
+    );
+    assert_eq!(
+        sessions
+            .get(&s1.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(revoked_at)
+    );
+    assert_eq!(
+        sessions.get(&b1.token_hash).await.unwrap().as_ref(),
+        Some(&b1),
+        "another user's session is untouched"
+    );
+    assert_eq!(
+        sessions
+            .revoke_user(&alice, at_micros(700, 0))
+            .await
+            .unwrap(),
+        0,
+        "nothing left to revoke"
+    );
+    assert_eq!(
+        sessions
+            .revoke_user(&fresh_user_id(), all_gone)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        sessions
+            .touch(&b1.token_hash, at_micros(800, 8))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        sessions.revoke_user(&bob, at_micros(900, 9)).await.unwrap(),
+        1
+    );
+    assert!(
+        !sessions
+            .revoke(&b1.token_hash, at_micros(901, 0))
+            .await
+            .unwrap()
+    );
+}
+
+fn security_event(
+    at: Timestamp,
+    kind: SecurityEventKind,
+    user: Option<&UserId>,
+    client: IpAddr,
+    detail: Option<&str>,
+) -> SecurityEvent {
+    SecurityEvent {
+        at,
+        kind,
+        user: user.cloned(),
+        client,
+        detail: detail.map(str::to_owned),
+    }
+}
+
+/// The [`SecurityLog`] contract. `recent` is checked on the events this suite appends
+/// last, so the log must not have other writers while it runs.
+pub async fn security_log(log: &dyn SecurityLog) {
+    use SecurityEventKind::{NetworkRefused, SignInFailed, SignInLocked, SignInSucceeded};
+    let u = fresh_user_id();
+    let v = fresh_user_id();
+    let v4 = IpAddr::V4(Ipv4Addr::new(192, 168, 10, 254));
+    let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0xff00, 0x42, 0x8329));
+    let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
+    let events = vec![
+        security_event(
+            at_micros(1_000, 1),
+            SignInFailed,
+            Some(&u),
+            v4,
+            Some("wrong password"),
+        ),
+        security_event(at_micros(1_001, 2), SignInFailed, Some(&u), v6, None),
+        security_event(at_micros(1_002, 3), SignInFailed, Some(&v), v4, Some("")),
+        security_event(at_micros(1_002, 3), SignInSucceeded, Some(&u), mapped, None),
+        security_event(
+            at_micros(1_003, 4),
+            NetworkRefused,
+            None,
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            Some("not on the allow-list: «ünïcode» 'quoted'"),
+        ),
+        security_event(
+            at_micros(1_004, 999_999),
+            SignInFailed,
+            Some(&u),
+            v6,
+            Some("account disabled"),
+        ),
+    ];
+    for e in &events {
+        log.append(e).await.unwrap();
+    }
+
+    // recent: newest first, at most `limit`, every field as appended.
+    let newest_first: Vec<SecurityEvent> = events.iter().rev().cloned().collect();
+    assert_eq!(
+        log.recent(events.len()).await.unwrap(),
+        newest_first,
+        "newest first; IPv4, IPv6 and mapped clients, users and details (None, empty, text) kept"
+    );
+    assert_eq!(
+        log.recent(2).await.unwrap(),
+        newest_first[..2],
+        "the limit holds"
+    );
+    assert!(log.recent(0).await.unwrap().is_empty());
+
+    // count: one user's events of one kind at or after `since`.
+    let since_start = at_micros(0, 0);
+    assert_eq!(log.count(&u, SignInFailed, since_start).await.unwrap(), 3);
+    assert_eq!(
+        log.count(&u, SignInFailed, events[1].at).await.unwrap(),
+        2,
+        "since is inclusive"
+    );
+    assert_eq!(
+        log.count(&u, SignInFailed, just_after(events[1].at))
+            .await
+            .unwrap(),
+        1,
+        "one microsecond later leaves the event out"
+    );
+    assert_eq!(
+        log.count(&u, SignInFailed, just_after(events[5].at))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        log.count(&u, SignInSucceeded, since_start).await.unwrap(),
+        1,
+        "filtered by kind"
+    );
+    assert_eq!(log.count(&u, SignInLocked, since_start).await.unwrap(), 0);
+    assert_eq!(
+        log.count(&v, SignInFailed, since_start).await.unwrap(),
+        1,
+        "filtered by user"
+    );
+    assert_eq!(
+        log.count(&v, SignInSucceeded, since_start).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        log.count(&fresh_user_id(), SignInFailed, since_start)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // An identical event appended again is a second event: nothing is merged or replaced.
+    log.append(&events[5]).await.unwrap();
+    assert_eq!(
+        log.count(&u, SignInFailed, since_start).await.unwrap(),
+        4,
+        "a repeated event counts again"
+    );
+    let recent = log.recent(events.len() + 1).await.unwrap();
+    assert_eq!(recent[0], events[5]);
+    assert_eq!(recent[1..], newest_first[..]);
 }
 
 /// The [`IdGenerator`] contract: no repeats.

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use care_in_memory::{
-    InMemoryAlerts, InMemoryAuditLog, InMemoryConsent, InMemoryPeople, InMemoryReferrals,
-    InMemorySources, ManualClock, SystemClock, UuidV7Ids,
+    InMemoryAccounts, InMemoryAlerts, InMemoryAuditLog, InMemoryConsent, InMemoryPeople,
+    InMemoryReferrals, InMemorySecurityLog, InMemorySessions, InMemorySources, ManualClock,
+    SystemClock, UuidV7Ids,
 };
 
 #[tokio::test]
@@ -41,6 +42,21 @@ async fn the_audit_log_keeps_the_audit_log_contract() {
 #[tokio::test]
 async fn sources_keep_the_source_registry_contract() {
     care_contract::source_registry(&InMemorySources::default()).await;
+}
+
+#[tokio::test]
+async fn accounts_keep_the_account_store_contract() {
+    care_contract::account_store(&InMemoryAccounts::default()).await;
+}
+
+#[tokio::test]
+async fn sessions_keep_the_session_store_contract() {
+    care_contract::session_store(&InMemorySessions::default(), &InMemoryAccounts::default()).await;
+}
+
+#[tokio::test]
+async fn the_security_log_keeps_the_security_log_contract() {
+    care_contract::security_log(&InMemorySecurityLog::default()).await;
 }
 
 #[test]

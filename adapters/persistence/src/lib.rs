@@ -1,5 +1,6 @@
 //! Persistence for SQLite (the embedded default) and PostgreSQL, from one code base, on
-//! sea-orm: every repository port, the source registry and the audit chain.
+//! sea-orm: every repository port, the source registry, the audit chain, and accounts,
+//! sessions and the security log.
 //!
 //! Each aggregate is stored as its serde JSON document (`body`) beside the columns that
 //! are searched, indexed, locked or joined on; the columns are the truth for identity,
@@ -11,6 +12,7 @@
 //! Which database is chosen by its URL: `sqlite://care.db` (created if missing, WAL
 //! mode) or `postgres://…`.
 
+mod accounts;
 mod audit;
 mod import;
 mod indexes;
@@ -23,7 +25,9 @@ mod sources;
 use std::sync::Arc;
 use std::time::Duration;
 
-use care_application::{AccessPolicy, Clock, IdGenerator, Ports, RepoError};
+use care_application::{
+    AccessPolicy, AccountStore, Clock, IdGenerator, Ports, RepoError, SecurityLog, SessionStore,
+};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database as SeaDatabase, DatabaseConnection, DbBackend, DbErr,
@@ -31,6 +35,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
+pub use accounts::{SqlAccounts, SqlSecurityLog, SqlSessions};
 pub use audit::SqlAuditLog;
 pub use import::{ImportBatch, PreparedImport};
 pub use items::{SqlAlerts, SqlItems, SqlReferrals, StoredItem};
@@ -124,6 +129,22 @@ impl Database {
             clock,
             ids,
         }
+    }
+
+    /// The identity stores over this database: accounts (users and organisations),
+    /// sessions and the security log, for `care_application::IdentityPorts`.
+    pub fn identity_stores(
+        &self,
+    ) -> (
+        Arc<dyn AccountStore>,
+        Arc<dyn SessionStore>,
+        Arc<dyn SecurityLog>,
+    ) {
+        (
+            Arc::new(SqlAccounts::new(self.clone())),
+            Arc::new(SqlSessions::new(self.clone())),
+            Arc::new(SqlSecurityLog::new(self.clone())),
+        )
     }
 
     /// Runs a query written with `$n` placeholders and decodes each row.

@@ -5,14 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use care_access_audit::{AuditEvent, ChainBreak, ChainVerifier, Outcome};
-use care_application::AuditLog;
+use care_application::{AuditLog, SecurityEvent, SecurityEventKind, SecurityLog};
 use care_kernel::{Action, OrganisationId, PersonId, Purpose, Role, Timestamp, UserId};
 use care_persistence::{
-    Database, SqlAlerts, SqlAuditLog, SqlConsent, SqlPeople, SqlReferrals, SqlSources,
+    Database, SqlAccounts, SqlAlerts, SqlAuditLog, SqlConsent, SqlPeople, SqlReferrals,
+    SqlSecurityLog, SqlSessions, SqlSources,
 };
 use sea_orm::{ConnectionTrait, DbBackend};
 
@@ -28,6 +29,15 @@ async fn contracts(db: &Database) {
     care_contract::consent_repository(&SqlConsent::new(db.clone())).await;
     care_contract::source_registry(&SqlSources::new(db.clone())).await;
     care_contract::audit_log(Arc::new(SqlAuditLog::new(db.clone()))).await;
+    let accounts = SqlAccounts::new(db.clone());
+    care_contract::account_store(&accounts).await;
+    care_contract::session_store(&SqlSessions::new(db.clone()), &accounts).await;
+    care_contract::security_log(&SqlSecurityLog::new(db.clone())).await;
+    // The stores `identity_stores` hands out are the same adapters.
+    let (accounts, sessions, security) = db.identity_stores();
+    care_contract::account_store(accounts.as_ref()).await;
+    care_contract::session_store(sessions.as_ref(), accounts.as_ref()).await;
+    care_contract::security_log(security.as_ref()).await;
 }
 
 fn event(n: i64) -> AuditEvent {
@@ -163,6 +173,77 @@ async fn tampering_is_refused_and_found(db: &Database) {
     );
 }
 
+/// The database refuses to change or remove security events, whoever asks.
+async fn security_events_are_append_only(db: &Database) {
+    let conn = db.connection();
+    let log = SqlSecurityLog::new(db.clone());
+    let kept = SecurityEvent {
+        at: Timestamp::from_timestamp_micros(1_760_000_000_123_456).unwrap(),
+        kind: SecurityEventKind::SignInFailed,
+        user: Some(UserId::parse("tamper.target").unwrap()),
+        client: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7)),
+        detail: Some("wrong password".into()),
+    };
+    log.append(&kept).await.unwrap();
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.backend(),
+            "SELECT MAX(id) FROM security_events",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let id: i64 = row.try_get_by_index(0).unwrap();
+    let attempts = [
+        format!("UPDATE security_events SET detail = 'nothing happened' WHERE id = {id}"),
+        format!("UPDATE security_events SET kind = 'sign_in_succeeded' WHERE id = {id}"),
+        "UPDATE security_events SET user_id = NULL".to_owned(),
+        format!("DELETE FROM security_events WHERE id = {id}"),
+        "DELETE FROM security_events".to_owned(),
+        match db.backend() {
+            DbBackend::Postgres => format!(
+                "INSERT INTO security_events (id, at, kind, user_id, client, detail) \
+                 OVERRIDING SYSTEM VALUE \
+                 SELECT id, at, kind, user_id, client, 'replaced' FROM security_events WHERE id = {id} \
+                 ON CONFLICT (id) DO UPDATE SET detail = excluded.detail"
+            ),
+            _ => format!(
+                "INSERT OR REPLACE INTO security_events (id, at, kind, user_id, client, detail) \
+                 SELECT id, at, kind, user_id, client, 'replaced' FROM security_events WHERE id = {id}"
+            ),
+        },
+    ];
+    for sql in &attempts {
+        assert!(
+            conn.execute_unprepared(sql).await.is_err(),
+            "refused by the database: {sql}"
+        );
+    }
+    if db.backend() == DbBackend::Postgres {
+        assert!(
+            conn.execute_unprepared("TRUNCATE security_events")
+                .await
+                .is_err(),
+            "truncation is refused"
+        );
+    }
+    assert_eq!(
+        log.recent(1).await.unwrap(),
+        vec![kept.clone()],
+        "the event is as appended"
+    );
+    assert_eq!(
+        log.count(
+            kept.user.as_ref().unwrap(),
+            SecurityEventKind::SignInFailed,
+            kept.at
+        )
+        .await
+        .unwrap(),
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_adapters_keep_every_port_contract() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,6 +265,7 @@ async fn sqlite_adapters_keep_every_port_contract() {
         .unwrap();
     assert_eq!(mode.try_get_by_index::<String>(0).unwrap(), "wal");
     contracts(&db).await;
+    security_events_are_append_only(&db).await;
     two_servers_one_chain(&url).await;
     tampering_is_refused_and_found(&db).await;
 }
@@ -205,6 +287,7 @@ async fn postgres_adapters_keep_every_port_contract() {
     db.migrate().await.unwrap();
     assert_eq!(db.backend(), DbBackend::Postgres);
     contracts(&db).await;
+    security_events_are_append_only(&db).await;
     two_servers_one_chain(&url).await;
     tampering_is_refused_and_found(&db).await;
 }

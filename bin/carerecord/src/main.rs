@@ -1,6 +1,10 @@
 //! `carerecord`: the composition root. The only place that picks adapters for ports.
 
+mod bench_http;
+mod demo;
 mod load_test;
+mod metrics;
+mod serve;
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -28,41 +32,51 @@ use indicatif::{ProgressBar, ProgressStyle};
     about = "Care Record: a shared care record"
 )]
 struct Cli {
-    /// The database: `sqlite://FILE` (created if missing) or `postgres://…`.
-    #[arg(
-        long,
-        global = true,
-        env = "CARE_DATABASE_URL",
-        default_value = "sqlite://care.db"
-    )]
-    database: String,
+    /// The database: `sqlite://FILE` (created if missing) or `postgres://…`
+    /// [default: sqlite://care.db].
+    #[arg(long, global = true, env = "CARE_DATABASE_URL")]
+    database: Option<String>,
+    /// A settings file (TOML) for `serve` and `demo`; `CARE_…` variables override it.
+    #[arg(long, global = true, env = "CARE_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 /// A synthetic dataset: how many people, from which seed, as of which day.
 #[derive(Debug, clap::Args)]
-struct Dataset {
+pub(crate) struct Dataset {
     /// How many people.
     #[arg(long)]
-    people: u64,
+    pub(crate) people: u64,
     /// The seed: the same seed and day give the same people.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// The day the data is generated as of (YYYY-MM-DD, default today, UTC): birth
     /// dates, deaths and source times are placed relative to it.
     #[arg(long)]
-    as_of: Option<chrono::NaiveDate>,
+    pub(crate) as_of: Option<chrono::NaiveDate>,
 }
 
 impl Dataset {
-    fn generator(&self) -> anyhow::Result<Generator> {
+    pub(crate) fn generator(&self) -> anyhow::Result<Generator> {
         Ok(Generator::new(self.seed, as_of_time(self.as_of))?)
     }
 }
 
+/// The database when none is named.
+pub const DEFAULT_DATABASE: &str = "sqlite://care.db";
+/// The seed of the demo dataset.
+pub const DEMO_SEED: u64 = 7;
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the HTTP API (settings: defaults, then --config FILE, then CARE_… variables:
+    /// CARE_HTTP_ADDR, CARE_DATABASE_URL, CARE_SESSION_IDLE_TIMEOUT, CARE_ALLOWED_NETWORKS,
+    /// CARE_TRUSTED_PROXIES, CARE_TLS_CERT/CARE_TLS_KEY, ...).
+    Serve,
+    /// Create (if missing) and seed a demo database with one user per role, then serve.
+    Demo,
     /// Load the access policy and show what each role may do. Use it after editing the
     /// policy files: it fails, naming the problem, if they do not load.
     Policy {
@@ -100,6 +114,30 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         audit_seconds: u64,
     },
+    /// Load a running server: `GET /api/v1/people/{id}` beside the bare `GET /health`,
+    /// in one run (give the dataset the server was seeded with).
+    BenchHttp {
+        #[command(flatten)]
+        dataset: Dataset,
+        /// The server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The user to sign in as.
+        #[arg(long, default_value = "gp")]
+        user: String,
+        /// Their password.
+        #[arg(long, env = "CARE_DEMO_PASSWORD")]
+        password: String,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Also measure latency at this fixed request rate (requests/s).
+        #[arg(long)]
+        rate: Option<u64>,
+    },
     /// Write synthetic people (with alerts, referrals and consent) as JSON lines.
     Generate {
         #[command(flatten)]
@@ -110,8 +148,42 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let database = cli.database;
     let result = match cli.command {
+        Command::Serve | Command::Demo => run_server(&cli).await,
+        _ => run_command(cli).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("carerecord: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_server(cli: &Cli) -> anyhow::Result<()> {
+    let _telemetry = care_telemetry::init(
+        "carerecord",
+        Some("info,sea_orm_migration=warn,sqlx=warn,poem::server=warn"),
+    )?;
+    let metrics = care_telemetry::Metrics::new()?;
+    let config = serve::ServeConfig::load(cli.config.as_deref(), cli.database.clone())?;
+    match cli.command {
+        Command::Demo => demo::run(config, metrics).await,
+        _ => {
+            let wired = serve::wire(&config, &metrics).await?;
+            serve::serve(config, wired, metrics).await
+        }
+    }
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
+    let database = cli
+        .database
+        .clone()
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+    match cli.command {
+        Command::Serve | Command::Demo => Ok(()),
         Command::Policy { model, policy } => show_policy(model, policy).await,
         Command::Migrate => migrate(&database).await,
         Command::Seed { dataset, batch } => seed_database(&database, &dataset, batch).await,
@@ -122,14 +194,31 @@ async fn main() -> ExitCode {
             audit_callers,
             audit_seconds,
         } => load_test(&database, &dataset, samples, audit_callers, audit_seconds).await,
-        Command::Generate { dataset } => generate(&dataset),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("carerecord: {e:#}");
-            ExitCode::FAILURE
+        Command::BenchHttp {
+            dataset,
+            url,
+            user,
+            password,
+            concurrency,
+            seconds,
+            rate,
+        } => {
+            let bench = bench_http::BenchHttp {
+                url,
+                user,
+                password,
+                concurrency,
+                seconds,
+                rate,
+            };
+            let lines = bench_http::run(&bench, &dataset.generator()?, dataset.people).await?;
+            let mut out = std::io::stdout().lock();
+            for line in lines {
+                writeln!(out, "{line}")?;
+            }
+            Ok(())
         }
+        Command::Generate { dataset } => generate(&dataset),
     }
 }
 
@@ -202,13 +291,13 @@ async fn show_policy(model: Option<PathBuf>, policy: Option<PathBuf>) -> anyhow:
 }
 
 /// Midnight (UTC) of the given day, or of today: what generated data is anchored to.
-fn as_of_time(as_of: Option<chrono::NaiveDate>) -> care_kernel::Timestamp {
+pub(crate) fn as_of_time(as_of: Option<chrono::NaiveDate>) -> care_kernel::Timestamp {
     let day = as_of.unwrap_or_else(|| SystemClock.now().date_naive());
     day.and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
 /// Opens the database and brings its schema up to date (as every command does).
-async fn open(url: &str) -> anyhow::Result<Database> {
+pub(crate) async fn open(url: &str) -> anyhow::Result<Database> {
     let db = Database::connect(url).await?;
     db.migrate().await?;
     Ok(db)
@@ -220,7 +309,7 @@ async fn migrate(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> anyhow::Result<()> {
+pub(crate) async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> anyhow::Result<()> {
     let people = dataset.people;
     let db = open(url).await?;
     let registry = SqlSources::new(db.clone());

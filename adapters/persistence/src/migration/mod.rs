@@ -1,6 +1,7 @@
 //! Schema migrations, applied on start and by `carerecord migrate`.
 
 mod m20261125_000001_create_core;
+mod m20261126_000001_create_accounts;
 
 use sea_orm_migration::prelude::*;
 
@@ -11,6 +12,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_create_core::Migration)]
+        vec![
+            Box::new(m20261125_000001_create_core::Migration),
+            Box::new(m20261126_000001_create_accounts::Migration),
+        ]
     }
 }

@@ -1,0 +1,930 @@
+//! The API's request and response bodies, and their conversion from the application's
+//! views. Names are the wire names; dates are ISO 8601, times RFC 3339 UTC.
+
+use care_access_audit::{AccessReportRow, Hash};
+use care_alert::Alert;
+use care_application::views::{
+    AccessReport, ChainVerification, ConsentView, GpSummary, GpSummaryState, PersonSummary,
+    ReferralList, SearchHit, SearchResults, SourceDemographics, SourceFreshness,
+};
+use care_application::{FeedStatus, Organisation, UserSummary};
+use care_consent::{ChangeKind, ConsentChange, Representative};
+use care_kernel::{Date, SourceId, SourceKind, Timestamp};
+use care_person::{Demographics, Gender, NhsNumber, SourceRecord, Sourced};
+use care_referral::Referral;
+use poem_openapi::Object;
+
+fn gender(g: Gender) -> String {
+    match g {
+        Gender::Male => "male",
+        Gender::Female => "female",
+        Gender::Other => "other",
+        Gender::Unknown => "unknown",
+    }
+    .to_owned()
+}
+
+fn hex(hash: &Hash) -> String {
+    hash.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a shown value came from.
+#[derive(Debug, Object)]
+pub struct Provenance {
+    /// The source system.
+    pub source: String,
+    /// Its kind (`national`, `gp_practice`, `acute`, `community`, `social_care`, `other`).
+    pub source_kind: String,
+    /// When the source said it (source time).
+    pub as_of: Timestamp,
+}
+
+fn provenance<T>(s: &Sourced<T>) -> Provenance {
+    Provenance {
+        source: s.source.to_string(),
+        source_kind: s.kind.as_str().to_owned(),
+        as_of: s.as_of,
+    }
+}
+
+/// A name with its provenance.
+#[derive(Debug, Object)]
+pub struct NameField {
+    /// Family name.
+    pub family: String,
+    /// Given names.
+    pub given: String,
+    /// Its source.
+    pub provenance: Provenance,
+}
+
+/// A date with its provenance.
+#[derive(Debug, Object)]
+pub struct DateField {
+    /// The date.
+    pub value: Date,
+    /// Its source.
+    pub provenance: Provenance,
+}
+
+/// A coded value with its provenance.
+#[derive(Debug, Object)]
+pub struct TextField {
+    /// The value.
+    pub value: String,
+    /// Its source.
+    pub provenance: Provenance,
+}
+
+/// An address with its provenance.
+#[derive(Debug, Object)]
+pub struct AddressField {
+    /// Address lines.
+    pub lines: Vec<String>,
+    /// Postcode.
+    pub postcode: Option<String>,
+    /// Its source.
+    pub provenance: Provenance,
+}
+
+/// A GP practice with its provenance.
+#[derive(Debug, Object)]
+pub struct GpField {
+    /// Practice code.
+    pub code: String,
+    /// Practice name.
+    pub name: Option<String>,
+    /// Its source.
+    pub provenance: Provenance,
+}
+
+/// Demographics, each field with where it came from.
+#[derive(Debug, Object)]
+pub struct DemographicsDto {
+    /// Name.
+    pub name: Option<NameField>,
+    /// Date of birth.
+    pub birth_date: Option<DateField>,
+    /// Gender.
+    pub gender: Option<TextField>,
+    /// Address.
+    pub address: Option<AddressField>,
+    /// Registered GP practice.
+    pub registered_gp: Option<GpField>,
+}
+
+/// An alert.
+#[derive(Debug, Object)]
+pub struct AlertDto {
+    /// Its id.
+    pub id: String,
+    /// `allergy`, `medication`, `environmental_hazard`, `safeguarding`,
+    /// `communication_need` or `other`.
+    pub category: String,
+    /// What it says.
+    pub description: String,
+    /// `high`, `moderate`, `low` or `unknown`.
+    pub severity: String,
+    /// When it was recorded.
+    pub recorded: Date,
+    /// Active from.
+    pub active_from: Date,
+    /// Active until (none: open-ended).
+    pub active_to: Option<Date>,
+    /// The source system.
+    pub source: String,
+    /// Its kind.
+    pub source_kind: String,
+}
+
+impl From<&Alert> for AlertDto {
+    fn from(a: &Alert) -> Self {
+        let d = a.details();
+        Self {
+            id: a.id().to_string(),
+            category: d.category().as_str().to_owned(),
+            description: d.description().to_owned(),
+            severity: d.severity().as_str().to_owned(),
+            recorded: d.recorded(),
+            active_from: d.active_from(),
+            active_to: d.active_to(),
+            source: a.source().id.to_string(),
+            source_kind: a.source().kind.as_str().to_owned(),
+        }
+    }
+}
+
+/// How recently a source told the record about this person.
+#[derive(Debug, Object)]
+pub struct FreshnessDto {
+    /// The source.
+    pub source: String,
+    /// Its kind.
+    pub source_kind: String,
+    /// Its name.
+    pub name: Option<String>,
+    /// Its newest statement about this person (source time).
+    pub last_update_for_person: Timestamp,
+    /// Its last message about anyone.
+    pub last_message_at: Option<Timestamp>,
+    /// Quiet for longer than expected: what it holds may be out of date.
+    pub stale: bool,
+}
+
+impl From<&SourceFreshness> for FreshnessDto {
+    fn from(f: &SourceFreshness) -> Self {
+        Self {
+            source: f.source.to_string(),
+            source_kind: f.kind.as_str().to_owned(),
+            name: f.name.clone(),
+            last_update_for_person: f.last_update_for_person,
+            last_message_at: f.last_message_at,
+            stale: f.stale,
+        }
+    }
+}
+
+/// A person's record summary.
+#[derive(Debug, Object)]
+pub struct PersonSummaryDto {
+    /// The record's id (the surviving record's, after a merge).
+    pub id: String,
+    /// NHS number (10 digits).
+    pub nhs_number: Option<String>,
+    /// NHS number as people write it (`943 476 5919`).
+    pub nhs_number_formatted: Option<String>,
+    /// Demographics with provenance.
+    pub demographics: DemographicsDto,
+    /// `alive` or `deceased`.
+    pub vital_status: String,
+    /// Date of death.
+    pub date_of_death: Option<Date>,
+    /// `participating` or `ask_first` (an `ask_first` record was opened on an asserted
+    /// basis).
+    pub consent: String,
+    /// Partner alerts for the banner, most severe category first; absent when the
+    /// role may not see them.
+    pub banner: Option<Vec<AlertDto>>,
+    /// Per-source freshness, most recent first.
+    pub freshness: Vec<FreshnessDto>,
+}
+
+fn nhs(n: Option<&NhsNumber>) -> (Option<String>, Option<String>) {
+    (n.map(NhsNumber::digits), n.map(NhsNumber::formatted))
+}
+
+impl From<&PersonSummary> for PersonSummaryDto {
+    fn from(s: &PersonSummary) -> Self {
+        let d = &s.demographics;
+        let (nhs_number, nhs_number_formatted) = nhs(s.nhs_number.as_ref());
+        Self {
+            id: s.person.to_string(),
+            nhs_number,
+            nhs_number_formatted,
+            demographics: DemographicsDto {
+                name: d.name.as_ref().map(|n| NameField {
+                    family: n.value.family().to_owned(),
+                    given: n.value.given().to_owned(),
+                    provenance: provenance(n),
+                }),
+                birth_date: d.birth_date.as_ref().map(|b| DateField {
+                    value: b.value,
+                    provenance: provenance(b),
+                }),
+                gender: d.gender.as_ref().map(|g| TextField {
+                    value: gender(g.value),
+                    provenance: provenance(g),
+                }),
+                address: d.address.as_ref().map(|a| AddressField {
+                    lines: a.value.lines().to_vec(),
+                    postcode: a.value.postcode().map(|p| p.as_str().to_owned()),
+                    provenance: provenance(a),
+                }),
+                registered_gp: d.registered_gp.as_ref().map(|g| GpField {
+                    code: g.value.code().to_owned(),
+                    name: g.value.name().map(str::to_owned),
+                    provenance: provenance(g),
+                }),
+            },
+            vital_status: s.vital_status.as_str().to_owned(),
+            date_of_death: s.date_of_death,
+            consent: s.consent.as_str().to_owned(),
+            banner: s
+                .banner
+                .as_ref()
+                .map(|b| b.iter().map(AlertDto::from).collect()),
+            freshness: s.freshness.iter().map(FreshnessDto::from).collect(),
+        }
+    }
+}
+
+/// One person found.
+#[derive(Debug, Object)]
+pub struct SearchHitDto {
+    /// The record's id.
+    pub id: String,
+    /// NHS number.
+    pub nhs_number: Option<String>,
+    /// NHS number formatted `943 476 5919`.
+    pub nhs_number_formatted: Option<String>,
+    /// Family name.
+    pub family_name: Option<String>,
+    /// Given names.
+    pub given_name: Option<String>,
+    /// Date of birth.
+    pub birth_date: Option<Date>,
+    /// Gender.
+    pub gender: Option<String>,
+    /// Postcode.
+    pub postcode: Option<String>,
+    /// Date of death (deceased marker).
+    pub date_of_death: Option<Date>,
+    /// Opening the record needs permission or an emergency asserted.
+    pub ask_first: bool,
+}
+
+impl From<&SearchHit> for SearchHitDto {
+    fn from(h: &SearchHit) -> Self {
+        let (nhs_number, nhs_number_formatted) = nhs(h.nhs_number.as_ref());
+        Self {
+            id: h.person.to_string(),
+            nhs_number,
+            nhs_number_formatted,
+            family_name: h.name.as_ref().map(|n| n.family().to_owned()),
+            given_name: h.name.as_ref().map(|n| n.given().to_owned()),
+            birth_date: h.birth_date,
+            gender: h.gender.map(gender),
+            postcode: h.postcode.as_ref().map(|p| p.as_str().to_owned()),
+            date_of_death: h.date_of_death,
+            ask_first: h.ask_first,
+        }
+    }
+}
+
+/// Search results.
+#[derive(Debug, Object)]
+pub struct SearchResultsDto {
+    /// The people found (at most 50).
+    pub results: Vec<SearchHitDto>,
+    /// More matched than shown: narrow the search.
+    pub truncated: bool,
+}
+
+impl From<&SearchResults> for SearchResultsDto {
+    fn from(r: &SearchResults) -> Self {
+        Self {
+            results: r.hits.iter().map(SearchHitDto::from).collect(),
+            truncated: r.truncated,
+        }
+    }
+}
+
+/// A children's social-care referral.
+#[derive(Debug, Object)]
+pub struct ReferralDto {
+    /// Its id.
+    pub id: String,
+    /// Date received.
+    pub received: Date,
+    /// Team or specialty referred to.
+    pub team: String,
+    /// Who referred (`police`, `school`, `health_visitor`, ...).
+    pub referral_source: String,
+    /// `awaiting_decision`, `accepted`, `closed_no_further_action`, `closed_transferred`.
+    pub status: String,
+    /// Date closed.
+    pub closed: Option<Date>,
+    /// Level of involvement (`early_help`, `child_in_need`, `child_protection_plan`,
+    /// `looked_after_child`).
+    pub involvement: Option<String>,
+    /// The source system.
+    pub source: String,
+    /// When the source last said something about it.
+    pub updated_at: Timestamp,
+}
+
+impl From<&Referral> for ReferralDto {
+    fn from(r: &Referral) -> Self {
+        let d = r.details();
+        Self {
+            id: r.id().to_string(),
+            received: d.received(),
+            team: d.team().to_owned(),
+            referral_source: d.referral_source().as_str().to_owned(),
+            status: d.status().as_str().to_owned(),
+            closed: d.closed(),
+            involvement: d.involvement().map(|i| i.as_str().to_owned()),
+            source: r.source().id.to_string(),
+            updated_at: r.source_time(),
+        }
+    }
+}
+
+/// A person's referrals.
+#[derive(Debug, Object)]
+pub struct ReferralListDto {
+    /// The record's id.
+    pub person: String,
+    /// Most recently received first.
+    pub referrals: Vec<ReferralDto>,
+}
+
+impl From<&ReferralList> for ReferralListDto {
+    fn from(l: &ReferralList) -> Self {
+        Self {
+            person: l.person.to_string(),
+            referrals: l.referrals.iter().map(ReferralDto::from).collect(),
+        }
+    }
+}
+
+/// The GP summary.
+#[derive(Debug, Object)]
+pub struct GpSummaryDto {
+    /// The record's id.
+    pub person: String,
+    /// `open`, or `closed_after_death` (the GP record closes when the person dies).
+    pub state: String,
+    /// GP alerts (empty when closed).
+    pub alerts: Vec<AlertDto>,
+    /// The date of death, when closed.
+    pub date_of_death: Option<Date>,
+}
+
+impl From<&GpSummary> for GpSummaryDto {
+    fn from(g: &GpSummary) -> Self {
+        let (state, alerts, date_of_death) = match &g.state {
+            GpSummaryState::Open { alerts } => {
+                ("open", alerts.iter().map(AlertDto::from).collect(), None)
+            }
+            GpSummaryState::ClosedAfterDeath { date_of_death } => {
+                ("closed_after_death", Vec::new(), Some(*date_of_death))
+            }
+        };
+        Self {
+            person: g.person.to_string(),
+            state: state.to_owned(),
+            alerts,
+            date_of_death,
+        }
+    }
+}
+
+/// One source's own statement of a person's demographics.
+#[derive(Debug, Object)]
+pub struct SourceRecordDto {
+    /// The source.
+    pub source: String,
+    /// Its kind.
+    pub source_kind: String,
+    /// Source time of its latest statement.
+    pub as_of: Timestamp,
+    /// Family name.
+    pub family_name: Option<String>,
+    /// Given names.
+    pub given_name: Option<String>,
+    /// Date of birth.
+    pub birth_date: Option<Date>,
+    /// Gender.
+    pub gender: Option<String>,
+    /// Address lines.
+    pub address: Option<Vec<String>>,
+    /// Postcode.
+    pub postcode: Option<String>,
+    /// Registered GP practice code.
+    pub registered_gp: Option<String>,
+}
+
+fn source_record(r: &SourceRecord) -> SourceRecordDto {
+    let d: &Demographics = &r.demographics;
+    SourceRecordDto {
+        source: r.source.id.to_string(),
+        source_kind: r.source.kind.as_str().to_owned(),
+        as_of: r.source_time,
+        family_name: d.name.as_ref().map(|n| n.family().to_owned()),
+        given_name: d.name.as_ref().map(|n| n.given().to_owned()),
+        birth_date: d.birth_date,
+        gender: d.gender.map(gender),
+        address: d.address.as_ref().map(|a| a.lines().to_vec()),
+        postcode: d
+            .address
+            .as_ref()
+            .and_then(|a| a.postcode())
+            .map(|p| p.as_str().to_owned()),
+        registered_gp: d.registered_gp.as_ref().map(|g| g.code().to_owned()),
+    }
+}
+
+/// Each source's statement of a person's demographics (data quality).
+#[derive(Debug, Object)]
+pub struct SourceDemographicsDto {
+    /// The record's id.
+    pub person: String,
+    /// By source.
+    pub records: Vec<SourceRecordDto>,
+}
+
+impl From<&SourceDemographics> for SourceDemographicsDto {
+    fn from(s: &SourceDemographics) -> Self {
+        Self {
+            person: s.person.to_string(),
+            records: s.records.iter().map(source_record).collect(),
+        }
+    }
+}
+
+/// A representative who opted a person out.
+#[derive(Debug, Object)]
+pub struct RepresentativeDto {
+    /// Their name.
+    pub name: String,
+    /// Their relationship to the person.
+    pub relationship: String,
+    /// Reference of the evidence of their authority.
+    pub evidence_reference: String,
+    /// `not_requested`, `requested` or `verified`.
+    pub evidence_status: String,
+}
+
+impl From<&Representative> for RepresentativeDto {
+    fn from(r: &Representative) -> Self {
+        Self {
+            name: r.name().to_owned(),
+            relationship: r.relationship().to_owned(),
+            evidence_reference: r.evidence_reference().to_owned(),
+            evidence_status: r.evidence_status().as_str().to_owned(),
+        }
+    }
+}
+
+/// One consent change.
+#[derive(Debug, Object)]
+pub struct ConsentChangeDto {
+    /// When.
+    pub at: Timestamp,
+    /// Who recorded it.
+    pub by: String,
+    /// Their organisation.
+    pub organisation: String,
+    /// Their role.
+    pub role: String,
+    /// Level before.
+    pub from: String,
+    /// Level after.
+    pub to: String,
+    /// `opt_out_by_person`, `opt_out_by_representative`, `ask_first`, `opt_in`,
+    /// `evidence_status`.
+    pub kind: String,
+    /// The representative, for an opt-out by one.
+    pub representative: Option<RepresentativeDto>,
+    /// The evidence status set, for an evidence update.
+    pub evidence_status: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+impl From<&ConsentChange> for ConsentChangeDto {
+    fn from(c: &ConsentChange) -> Self {
+        let (kind, representative, evidence_status) = match &c.kind {
+            ChangeKind::OptOutByPerson => ("opt_out_by_person", None, None),
+            ChangeKind::OptOutByRepresentative { representative } => (
+                "opt_out_by_representative",
+                Some(RepresentativeDto::from(representative)),
+                None,
+            ),
+            ChangeKind::AskFirst => ("ask_first", None, None),
+            ChangeKind::OptIn => ("opt_in", None, None),
+            ChangeKind::EvidenceStatus { status } => {
+                ("evidence_status", None, Some(status.as_str().to_owned()))
+            }
+        };
+        Self {
+            at: c.at,
+            by: c.by.to_string(),
+            organisation: c.organisation.to_string(),
+            role: c.role.as_str().to_owned(),
+            from: c.from.as_str().to_owned(),
+            to: c.to.as_str().to_owned(),
+            kind: kind.to_owned(),
+            representative,
+            evidence_status,
+            reason: c.reason.clone(),
+        }
+    }
+}
+
+/// A person's consent, as the DPO sees it.
+#[derive(Debug, Object)]
+pub struct ConsentDto {
+    /// The NHS number.
+    pub nhs_number: String,
+    /// The record it belongs to, if the care record holds one.
+    pub person: Option<String>,
+    /// `participating`, `ask_first` or `opted_out`.
+    pub level: String,
+    /// The representative of an opt-out in force.
+    pub representative: Option<RepresentativeDto>,
+    /// Every change, oldest first.
+    pub history: Vec<ConsentChangeDto>,
+}
+
+impl From<&ConsentView> for ConsentDto {
+    fn from(c: &ConsentView) -> Self {
+        Self {
+            nhs_number: c.nhs_number.digits(),
+            person: c.person.map(|p| p.to_string()),
+            level: c.level.as_str().to_owned(),
+            representative: c.representative.as_ref().map(RepresentativeDto::from),
+            history: c.history.iter().map(ConsentChangeDto::from).collect(),
+        }
+    }
+}
+
+/// A consent change to record.
+#[derive(Debug, Object)]
+pub struct ConsentChangeRequest {
+    /// `opt_out`, `ask_first`, `opt_in` or `evidence_status`.
+    pub change: Option<String>,
+    /// Why (kept in the history).
+    pub reason: Option<String>,
+    /// For an opt-out by a representative.
+    pub representative: Option<RepresentativeRequest>,
+    /// For `evidence_status`: `requested` or `verified`.
+    pub evidence_status: Option<String>,
+}
+
+/// A representative acting for a person who lacks capacity.
+#[derive(Debug, Object)]
+pub struct RepresentativeRequest {
+    /// Their name.
+    pub name: Option<String>,
+    /// Their relationship to the person.
+    pub relationship: Option<String>,
+    /// They confirm the person lacks capacity.
+    pub lacks_capacity_confirmed: Option<bool>,
+    /// They confirm their authority to act.
+    pub authority_confirmed: Option<bool>,
+    /// Reference of the evidence of their authority.
+    pub evidence_reference: Option<String>,
+}
+
+/// One organisation and role in an access report.
+#[derive(Debug, Object)]
+pub struct AccessReportRowDto {
+    /// Organisation.
+    pub organisation: String,
+    /// Role.
+    pub role: String,
+    /// First permitted access in the period.
+    pub first_access: Timestamp,
+    /// Last permitted access in the period.
+    pub last_access: Timestamp,
+    /// Permitted accesses.
+    pub accesses: u64,
+    /// Of which under an asserted basis (ask first).
+    pub with_basis: u64,
+    /// Refused attempts.
+    pub refused: u64,
+}
+
+impl From<&AccessReportRow> for AccessReportRowDto {
+    fn from(r: &AccessReportRow) -> Self {
+        Self {
+            organisation: r.organisation.to_string(),
+            role: r.role.as_str().to_owned(),
+            first_access: r.first_access,
+            last_access: r.last_access,
+            accesses: r.accesses,
+            with_basis: r.with_basis,
+            refused: r.refused,
+        }
+    }
+}
+
+/// Who accessed a person's record over a period.
+#[derive(Debug, Object)]
+pub struct AccessReportDto {
+    /// The record's id.
+    pub person: String,
+    /// Period start (inclusive).
+    pub from: Timestamp,
+    /// Period end (exclusive).
+    pub to: Timestamp,
+    /// One row per organisation and role.
+    pub rows: Vec<AccessReportRowDto>,
+}
+
+impl From<&AccessReport> for AccessReportDto {
+    fn from(r: &AccessReport) -> Self {
+        Self {
+            person: r.person.to_string(),
+            from: r.from,
+            to: r.to,
+            rows: r.rows.iter().map(AccessReportRowDto::from).collect(),
+        }
+    }
+}
+
+/// Quotes a CSV field when it needs it (RFC 4180), and defuses spreadsheet formulas.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// The access report as CSV (RFC 4180, with a header row).
+pub fn access_report_csv(r: &AccessReport) -> String {
+    let mut out =
+        String::from("organisation,role,first_access,last_access,accesses,with_basis,refused\r\n");
+    for row in &r.rows {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{}\r\n",
+            csv_field(row.organisation.as_str()),
+            csv_field(row.role.as_str()),
+            row.first_access.to_rfc3339(),
+            row.last_access.to_rfc3339(),
+            row.accesses,
+            row.with_basis,
+            row.refused
+        ));
+    }
+    out
+}
+
+/// The result of verifying the audit chain.
+#[derive(Debug, Object)]
+pub struct VerificationDto {
+    /// Whether every event verified against the head.
+    pub valid: bool,
+    /// Events in the chain (by its head).
+    pub events: u64,
+    /// The head's last hash (hex).
+    pub head_hash: String,
+    /// The position of the first bad event, when broken.
+    pub first_bad_position: Option<u64>,
+    /// What is wrong, when broken.
+    pub problem: Option<String>,
+}
+
+impl From<&ChainVerification> for VerificationDto {
+    fn from(v: &ChainVerification) -> Self {
+        let (valid, first_bad_position, problem) = match &v.result {
+            Ok(_) => (true, None, None),
+            Err(b) => (false, Some(b.position()), Some(b.to_string())),
+        };
+        Self {
+            valid,
+            events: v.head.len,
+            head_hash: hex(&v.head.last_hash),
+            first_bad_position,
+            problem,
+        }
+    }
+}
+
+/// A field the request must carry. Request bodies declare their fields optional so that
+/// a missing one is refused here, by name (poem-openapi's own error does not name it).
+pub fn required<'a, T>(
+    value: &'a Option<T>,
+    field: &str,
+) -> Result<&'a T, crate::problem::Problem> {
+    value
+        .as_ref()
+        .ok_or_else(|| crate::problem::Problem::invalid(field, "is required"))
+}
+
+/// A sign-in (both fields required).
+#[derive(Debug, Object)]
+pub struct SignInRequest {
+    /// Account name.
+    pub username: Option<String>,
+    /// Password.
+    #[oai(write_only)]
+    pub password: Option<String>,
+}
+
+/// A new session.
+#[derive(Debug, Object)]
+pub struct SessionDto {
+    /// The bearer token (send as `Authorization: Bearer <token>`; keep it in memory only).
+    pub token: String,
+    /// Account name.
+    pub user: String,
+    /// Role.
+    pub role: String,
+    /// Organisation.
+    pub organisation: String,
+    /// The session ends after this many seconds without a request.
+    pub idle_timeout_seconds: u64,
+    /// The session ends at this time however it is used.
+    pub expires_at: Timestamp,
+}
+
+/// The current session.
+#[derive(Debug, Object)]
+pub struct WhoAmIDto {
+    /// Account name.
+    pub user: String,
+    /// Role.
+    pub role: String,
+    /// Organisation.
+    pub organisation: String,
+    /// When the session ends if no further request is made.
+    pub ends_at: Timestamp,
+}
+
+/// A user.
+#[derive(Debug, Object)]
+pub struct UserDto {
+    /// Account name.
+    pub username: String,
+    /// Name.
+    pub display_name: String,
+    /// Organisation.
+    pub organisation: String,
+    /// Role.
+    pub role: String,
+    /// Source, for feed accounts.
+    pub feed_source: Option<String>,
+    /// Disabled.
+    pub disabled: bool,
+    /// Created at.
+    pub created_at: Timestamp,
+}
+
+impl From<&UserSummary> for UserDto {
+    fn from(u: &UserSummary) -> Self {
+        Self {
+            username: u.user.to_string(),
+            display_name: u.display_name.clone(),
+            organisation: u.organisation.to_string(),
+            role: u.role.as_str().to_owned(),
+            feed_source: u.feed_source.as_ref().map(SourceId::to_string),
+            disabled: u.disabled,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// A user to create.
+#[derive(Debug, Object)]
+pub struct NewUserRequest {
+    /// Account name (letters, digits, `-`, `_`, `.`, `@`).
+    pub username: Option<String>,
+    /// Name.
+    pub display_name: Option<String>,
+    /// Organisation code (must exist).
+    pub organisation: Option<String>,
+    /// Role.
+    pub role: Option<String>,
+    /// For feed accounts: their source.
+    pub feed_source: Option<String>,
+    /// Initial password (≥ 12 characters, not common, not containing the username).
+    #[oai(write_only)]
+    pub password: Option<String>,
+}
+
+/// A new password.
+#[derive(Debug, Object)]
+pub struct PasswordRequest {
+    /// The new password.
+    #[oai(write_only)]
+    pub password: Option<String>,
+}
+
+/// An organisation.
+#[derive(Debug, Object)]
+pub struct OrganisationDto {
+    /// Code.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Created at.
+    pub created_at: Timestamp,
+}
+
+impl From<&Organisation> for OrganisationDto {
+    fn from(o: &Organisation) -> Self {
+        Self {
+            id: o.id.to_string(),
+            name: o.name.clone(),
+            created_at: o.created_at,
+        }
+    }
+}
+
+/// An organisation to create.
+#[derive(Debug, Object)]
+pub struct NewOrganisationRequest {
+    /// Code (e.g. an ODS code).
+    pub id: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+}
+
+/// One feed source's status.
+#[derive(Debug, Object)]
+pub struct FeedSourceDto {
+    /// Source id.
+    pub source: String,
+    /// Kind.
+    pub source_kind: String,
+    /// Name.
+    pub name: String,
+    /// Expected interval between messages, in seconds.
+    pub expected_interval_seconds: u64,
+    /// Last message received.
+    pub last_message_at: Option<Timestamp>,
+    /// Messages applied.
+    pub applied: u64,
+    /// Messages that changed nothing.
+    pub unchanged: u64,
+    /// Quiet for longer than expected.
+    pub stale: bool,
+}
+
+/// Feed status.
+#[derive(Debug, Object)]
+pub struct FeedStatusDto {
+    /// By source.
+    pub sources: Vec<FeedSourceDto>,
+}
+
+impl From<&FeedStatus> for FeedStatusDto {
+    fn from(f: &FeedStatus) -> Self {
+        Self {
+            sources: f
+                .sources
+                .iter()
+                .map(|s| FeedSourceDto {
+                    source: s.info.source.id.to_string(),
+                    source_kind: source_kind(s.info.source.kind),
+                    name: s.info.name.clone(),
+                    expected_interval_seconds: s.info.expected_interval.as_secs(),
+                    last_message_at: s.info.last_message_at,
+                    applied: s.info.applied,
+                    unchanged: s.info.unchanged,
+                    stale: s.stale,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn source_kind(k: SourceKind) -> String {
+    k.as_str().to_owned()
+}
+
+/// Service health.
+#[derive(Debug, Object)]
+pub struct HealthDto {
+    /// `ok`.
+    pub status: String,
+}

@@ -1,0 +1,368 @@
+//! Where a request comes from, and whether it may come in: the client address (believing
+//! `X-Forwarded-For` only from configured proxies) and the IP allow-list, checked before
+//! anything else, authentication included.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use poem::web::RemoteAddr;
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+
+use crate::problem::{Problem, problem_response, types};
+use crate::{AppState, Observer};
+
+/// The client's address as the API believes it, put in the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Which networks may reach the API, and whose forwarding headers are believed.
+#[derive(Debug, Clone)]
+pub struct NetworkPolicy {
+    /// Allowed client ranges (CIDR).
+    pub allowed: Vec<IpNet>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for NetworkPolicy {
+    /// Loopback only, no proxies.
+    fn default() -> Self {
+        Self {
+            allowed: loopback(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// 127.0.0.0/8 and ::1.
+pub fn loopback() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// Parses a comma-separated list of CIDR ranges (a bare address is a /32 or /128).
+pub fn parse_networks(
+    field: &'static str,
+    raw: &str,
+) -> Result<Vec<IpNet>, care_kernel::InvalidValue> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    care_kernel::InvalidValue::new(
+                        field,
+                        format!("{s:?} is not a CIDR range or an IP address"),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl NetworkPolicy {
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Whether this client may reach the API.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.allowed.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client address: the peer, unless the peer is a trusted proxy, in which case
+    /// the right-most address of `X-Forwarded-For` that is not itself a trusted proxy
+    /// (addresses further left were written by the client and prove nothing).
+    pub fn client(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
+        let peer = canonical(peer);
+        if !self.trusted(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        let hops = forwarded_for
+            .iter()
+            .flat_map(|h| h.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for hop in hops.into_iter().rev() {
+            let Ok(ip) = hop.parse::<IpAddr>().map(canonical) else {
+                // Garbage in the chain: stop believing it here.
+                break;
+            };
+            client = ip;
+            if !self.trusted(ip) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+/// The middleware: resolves the client address, refuses (403, audited in the security
+/// log) any client outside the allow-list, and otherwise passes the request on with a
+/// [`ClientAddr`] in its extensions. `/health` stays reachable for liveness probes.
+pub(crate) struct Guard {
+    pub(crate) state: Arc<AppState>,
+}
+
+impl<E: Endpoint> Middleware<E> for Guard {
+    type Output = GuardEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        GuardEndpoint {
+            inner: ep,
+            state: self.state.clone(),
+        }
+    }
+}
+
+pub(crate) struct GuardEndpoint<E> {
+    inner: E,
+    state: Arc<AppState>,
+}
+
+impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        let peer = match req.remote_addr() {
+            RemoteAddr(poem::Addr::SocketAddr(sa)) => sa.ip(),
+            _ => IpAddr::from([0, 0, 0, 0]),
+        };
+        let forwarded: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let client = self.state.network.client(peer, &forwarded);
+        if req.uri().path() != "/health" && !self.state.network.allows(client) {
+            let path = req.uri().path().to_owned();
+            self.state.observer.refusal("network_refused");
+            if let Err(e) = self
+                .state
+                .accounts
+                .record_network_refusal(client, &path)
+                .await
+            {
+                // Fail closed either way: the request is refused; the failure is logged.
+                tracing::error!(error = %e, "could not record a network refusal");
+            }
+            return Ok(problem_response(Problem::forbidden(
+                types::NETWORK_REFUSED,
+                "Network not allowed",
+                "your address is not on the allow-list",
+            )));
+        }
+        if let Some(refusal) = body_size_refusal(&req) {
+            return Ok(problem_response(refusal));
+        }
+        req.extensions_mut().insert(ClientAddr(client));
+        self.inner.call(req).await.map(IntoResponse::into_response)
+    }
+}
+
+/// The route templates of the API, to name a request's route without its values.
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    templates: Vec<(String, Vec<String>)>,
+}
+
+impl Routes {
+    /// The paths of the OpenAPI document, plus the documentation's own.
+    pub(crate) fn from_spec(spec: &str) -> Self {
+        let parsed: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+        let mut templates: Vec<String> = parsed["paths"]
+            .as_object()
+            .map(|paths| paths.keys().cloned().collect())
+            .unwrap_or_default();
+        templates.extend(["/openapi.json".to_owned(), "/docs".to_owned()]);
+        Self {
+            templates: templates
+                .into_iter()
+                .map(|t| {
+                    let segments = t.split('/').map(str::to_owned).collect();
+                    (t, segments)
+                })
+                .collect(),
+        }
+    }
+
+    /// The template a path matches (`{x}` matches any one segment), or `unmatched`.
+    pub(crate) fn template(&self, path: &str) -> &str {
+        let path = path.trim_end_matches('/');
+        let segments: Vec<&str> = path.split('/').collect();
+        self.templates
+            .iter()
+            .find(|(_, t)| {
+                t.len() == segments.len()
+                    && t.iter().zip(&segments).all(|(t, s)| {
+                        (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s
+                    })
+            })
+            .map_or("unmatched", |(t, _)| t.as_str())
+    }
+}
+
+/// Bodies are small JSON documents: one declared larger than [`crate::MAX_BODY_BYTES`],
+/// or sent without a declared length, is refused before it is read.
+fn body_size_refusal(req: &Request) -> Option<Problem> {
+    use poem::http::Method;
+    let declared = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let has_body = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
+        || req
+            .headers()
+            .contains_key(poem::http::header::TRANSFER_ENCODING);
+    match declared {
+        Some(n) if n > crate::MAX_BODY_BYTES as u64 => Some(Problem::invalid(
+            "body",
+            &format!("must be at most {} bytes", crate::MAX_BODY_BYTES),
+        )),
+        None if has_body
+            && req
+                .headers()
+                .contains_key(poem::http::header::TRANSFER_ENCODING) =>
+        {
+            Some(Problem::invalid(
+                "body",
+                "send Content-Length, not a chunked body",
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Records every request's method, route, status and time with the observer, and turns
+/// any error that escaped into problem+json.
+pub(crate) struct Observe {
+    pub(crate) observer: Arc<dyn Observer>,
+    pub(crate) routes: Arc<Routes>,
+}
+
+impl<E: Endpoint> Middleware<E> for Observe {
+    type Output = ObserveEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        ObserveEndpoint {
+            inner: ep,
+            observer: self.observer.clone(),
+            routes: self.routes.clone(),
+        }
+    }
+}
+
+pub(crate) struct ObserveEndpoint<E> {
+    inner: E,
+    observer: Arc<dyn Observer>,
+    routes: Arc<Routes>,
+}
+
+impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Self::Output> {
+        let started = std::time::Instant::now();
+        let method = req.method().as_str().to_owned();
+        let route = self.routes.template(req.uri().path()).to_owned();
+        let response = match self.inner.call(req).await {
+            Ok(r) => r.into_response(),
+            Err(e) => crate::problem::from_poem_error(e),
+        };
+        self.observer.request(
+            &method,
+            &route,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let p = NetworkPolicy {
+            allowed: parse_networks("a", "10.0.0.0/8").unwrap(),
+            trusted_proxies: parse_networks("t", "192.168.1.10, 192.168.1.11").unwrap(),
+        };
+        // Untrusted peer: its header is ignored.
+        assert_eq!(
+            p.client(ip("203.0.113.9"), &["10.1.1.1"]),
+            ip("203.0.113.9")
+        );
+        // Trusted peer: the right-most untrusted hop.
+        assert_eq!(
+            p.client(ip("192.168.1.10"), &["10.9.9.9, 10.1.1.1"]),
+            ip("10.1.1.1")
+        );
+        // Through two trusted proxies.
+        assert_eq!(
+            p.client(ip("192.168.1.10"), &["10.1.1.1, 192.168.1.11"]),
+            ip("10.1.1.1")
+        );
+        // A client forging a left-most entry gains nothing.
+        assert_eq!(
+            p.client(ip("192.168.1.10"), &["10.0.0.1", "203.0.113.9"]),
+            ip("203.0.113.9")
+        );
+        // Garbage stops the walk at the last good hop.
+        assert_eq!(
+            p.client(ip("192.168.1.10"), &["nonsense"]),
+            ip("192.168.1.10")
+        );
+        // IPv4-mapped IPv6 peers are IPv4.
+        assert_eq!(p.client(ip("::ffff:203.0.113.9"), &[]), ip("203.0.113.9"));
+        assert!(p.allows(ip("10.1.1.1")));
+        assert!(!p.allows(ip("203.0.113.9")));
+    }
+
+    #[test]
+    fn routes_are_named_by_their_template() {
+        let spec = r#"{"paths": {"/api/v1/people/{id}": {}, "/api/v1/people/{id}/referrals": {}, "/health": {}}}"#;
+        let r = Routes::from_spec(spec);
+        assert_eq!(
+            r.template("/api/v1/people/0190c5a4-1b2c-7d3e-8f40-123456789abc"),
+            "/api/v1/people/{id}"
+        );
+        assert_eq!(
+            r.template("/api/v1/people/x/referrals"),
+            "/api/v1/people/{id}/referrals"
+        );
+        assert_eq!(r.template("/health"), "/health");
+        assert_eq!(r.template("/docs"), "/docs");
+        assert_eq!(r.template("/wp-admin/install.php"), "unmatched");
+        assert_eq!(r.template("/api/v1/people//referrals"), "unmatched");
+    }
+
+    #[test]
+    fn networks_parse_with_clear_errors() {
+        assert_eq!(parse_networks("n", "127.0.0.1, ::1/128").unwrap().len(), 2);
+        let e = parse_networks("CARE_ALLOWED_NETWORKS", "10.0.0.0/33").unwrap_err();
+        assert_eq!(e.field, "CARE_ALLOWED_NETWORKS");
+        assert!(NetworkPolicy::default().allows(ip("127.0.0.1")));
+        assert!(!NetworkPolicy::default().allows(ip("10.0.0.1")));
+    }
+}

@@ -1,0 +1,72 @@
+//! Sign-in rate limiting per client address and per account name (`governor`), on top
+//! of the lockout the application applies after repeated failures.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// Sign-in attempts allowed per minute, per address and per account.
+#[derive(Debug)]
+pub struct SignInLimits {
+    per_address: DefaultKeyedRateLimiter<IpAddr>,
+    per_account: DefaultKeyedRateLimiter<String>,
+}
+
+impl SignInLimits {
+    /// Limits of `per_address` and `per_account` attempts a minute (each at least 1).
+    pub fn new(per_address: u32, per_account: u32) -> Self {
+        let quota =
+            |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        Self {
+            per_address: RateLimiter::keyed(quota(per_address)),
+            per_account: RateLimiter::keyed(quota(per_account)),
+        }
+    }
+
+    /// Whether one more attempt from this address for this account may go ahead.
+    pub fn check(&self, client: IpAddr, account: &str) -> bool {
+        let key: String = account.trim().to_lowercase().chars().take(128).collect();
+        let address_ok = self.per_address.check_key(&client).is_ok();
+        let account_ok = self.per_account.check_key(&key).is_ok();
+        // Forget idle keys now and then so the maps stay small.
+        if self.per_account.len() > 10_000 {
+            self.per_account.retain_recent();
+        }
+        if self.per_address.len() > 10_000 {
+            self.per_address.retain_recent();
+        }
+        address_ok && account_ok
+    }
+}
+
+impl Default for SignInLimits {
+    /// 30 attempts a minute per address, 10 per account.
+    fn default() -> Self {
+        Self::new(30, 10)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn limits_apply_per_address_and_per_account() {
+        let l = SignInLimits::new(3, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(l.check(a, "gp"));
+        assert!(l.check(a, "GP"));
+        assert!(
+            !l.check(b, "gp"),
+            "the account's limit holds across addresses"
+        );
+        assert!(l.check(a, "dpo"));
+        assert!(
+            !l.check(a, "auditor"),
+            "the address's limit holds across accounts"
+        );
+    }
+}

@@ -1,0 +1,1141 @@
+//! The HTTP API end to end: the real `carerecord` binary (`demo`, then `serve` beside it
+//! on the same database) on random ports, talked to over HTTP. On SQLite always, and on
+//! a fresh PostgreSQL database when `CARE_TEST_POSTGRES_URL` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use care_access_audit::Outcome;
+use care_application::{AuditLog, Clock, SecurityEventKind};
+use care_consent::ConsentLevel;
+use care_in_memory::SystemClock;
+use care_kernel::{Action, DenyReason, Role};
+use care_persistence::{Database, SqlAuditLog};
+use care_person::VitalStatus;
+use care_synthetic::Generator;
+use reqwest::{Method, StatusCode};
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "e2e-Tangerine-Harbour-42";
+const DEMO_SEED: u64 = 7;
+const DEMO_PEOPLE: u64 = 2_000;
+const POSTGRES_URL: &str = "CARE_TEST_POSTGRES_URL";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `carerecord <command>` on a random port and waits until it listens.
+fn start(command: &str, url: &str, env: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_carerecord"));
+    cmd.arg(command)
+        .env("CARE_DATABASE_URL", url)
+        .env("CARE_HTTP_ADDR", "127.0.0.1:0")
+        .env("CARE_DEMO_PASSWORD", PASSWORD)
+        .env("RUST_LOG", "warn")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                seen.push_str(&line);
+                seen.push('\n');
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    tx.send(Ok(addr)).ok();
+                    sent = true;
+                }
+            }
+        }
+        if !sent {
+            tx.send(Err(seen)).ok();
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(300)) {
+        Ok(Ok(addr)) => Server {
+            child,
+            base: format!("http://{addr}"),
+        },
+        Ok(Err(output)) => panic!("carerecord {command} exited before listening:\n{output}"),
+        Err(_) => panic!("carerecord {command} did not listen within 300 s"),
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    body: Value,
+    text: String,
+}
+
+impl Api {
+    fn new(server: &Server) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: server.base.clone(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("the server answers");
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            content_type,
+            body,
+            text,
+        }
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Answer {
+        self.call(Method::GET, path, Some(token), &[], None).await
+    }
+
+    async fn sign_in(&self, user: &str, password: &str) -> Answer {
+        self.call(
+            Method::POST,
+            "/api/v1/sessions",
+            None,
+            &[],
+            Some(json!({"username": user, "password": password})),
+        )
+        .await
+    }
+
+    async fn token(&self, user: &str) -> String {
+        let a = self.sign_in(user, PASSWORD).await;
+        assert_eq!(a.status, StatusCode::CREATED, "sign in {user}: {}", a.text);
+        a.body["token"].as_str().unwrap().to_owned()
+    }
+}
+
+fn assert_problem(a: &Answer, status: u16, kind: &str, what: &str) {
+    assert_eq!(a.status.as_u16(), status, "{what}: {}", a.text);
+    assert!(
+        a.content_type.starts_with("application/problem+json"),
+        "{what}: content type {:?}",
+        a.content_type
+    );
+    assert_eq!(a.body["status"], status, "{what}: {}", a.text);
+    assert!(
+        a.body["type"].as_str().unwrap_or_default().ends_with(kind),
+        "{what}: expected problem type {kind}, got {}",
+        a.text
+    );
+}
+
+/// People of the demo dataset worth testing with.
+struct Cast {
+    participating: String,
+    participating_nhs: String,
+    participating_postcode: String,
+    ask_first: String,
+    opted_out: String,
+    opted_out_nhs: String,
+    deceased: String,
+    deceased_nhs: String,
+    long_dead: String,
+    long_dead_nhs: String,
+}
+
+fn cast() -> Cast {
+    let today = SystemClock.now().date_naive();
+    let generator =
+        Generator::new(DEMO_SEED, today.and_time(chrono::NaiveTime::MIN).and_utc()).unwrap();
+    let mut participating = None;
+    let mut ask_first = None;
+    let mut opted_out = None;
+    let mut deceased = None;
+    let mut long_dead = None;
+    for p in generator.people(DEMO_PEOPLE) {
+        let Some(nhs) = p.person.nhs_number().map(|n| n.digits()) else {
+            continue;
+        };
+        let id = p.person.id().to_string();
+        let level = p
+            .consent
+            .as_ref()
+            .map_or(ConsentLevel::Participating, |c| c.level());
+        let postcode = p
+            .person
+            .resolved()
+            .address
+            .and_then(|a| a.value.postcode().map(|p| p.as_str().to_owned()));
+        match (p.person.vital_status(today), level) {
+            (VitalStatus::Alive, ConsentLevel::Participating)
+                if !p.referrals.is_empty() && postcode.is_some() =>
+            {
+                participating.get_or_insert((id, nhs, postcode.unwrap()));
+            }
+            (VitalStatus::Alive, ConsentLevel::AskFirst) => {
+                ask_first.get_or_insert(id);
+            }
+            (VitalStatus::Alive, ConsentLevel::OptedOut) => {
+                opted_out.get_or_insert((id, nhs));
+            }
+            (VitalStatus::Deceased, ConsentLevel::Participating) => {
+                deceased.get_or_insert((id, nhs));
+            }
+            (VitalStatus::DeceasedBeyondRetention, ConsentLevel::Participating) => {
+                long_dead.get_or_insert((id, nhs));
+            }
+            _ => {}
+        }
+    }
+    let (participating, participating_nhs, participating_postcode) = participating.unwrap();
+    let (opted_out, opted_out_nhs) = opted_out.unwrap();
+    let (deceased, deceased_nhs) = deceased.unwrap();
+    let (long_dead, long_dead_nhs) = long_dead.unwrap();
+    Cast {
+        participating,
+        participating_nhs,
+        participating_postcode,
+        ask_first: ask_first.unwrap(),
+        opted_out,
+        opted_out_nhs,
+        deceased,
+        deceased_nhs,
+        long_dead,
+        long_dead_nhs,
+    }
+}
+
+/// SPEC §2 over HTTP: every endpoint against every role.
+async fn every_endpoint_against_every_role(api: &Api, cast: &Cast) {
+    let p = &cast.participating;
+    let nhs = &cast.participating_nhs;
+    let endpoints: Vec<(String, &[&str])> = vec![
+        (
+            format!("/api/v1/people?nhs_number={nhs}"),
+            &["gp", "clinician", "social_worker", "pharmacist"],
+        ),
+        (
+            format!("/api/v1/people/{p}"),
+            &["gp", "clinician", "social_worker", "pharmacist"],
+        ),
+        (
+            format!("/api/v1/people/{p}/referrals"),
+            &["gp", "clinician", "social_worker"],
+        ),
+        (
+            format!("/api/v1/people/{p}/gp-summary"),
+            &["gp", "clinician", "social_worker", "pharmacist"],
+        ),
+        (format!("/api/v1/people/{p}/sources"), &["system_manager"]),
+        (format!("/api/v1/consent/{nhs}"), &["dpo"]),
+        (format!("/api/v1/identity/{nhs}"), &["dpo"]),
+        (
+            format!("/api/v1/access-reports/{nhs}?from=2020-01-01&to=2030-12-31"),
+            &["dpo"],
+        ),
+        ("/api/v1/audit/verify".to_owned(), &["auditor"]),
+        ("/api/v1/users".to_owned(), &["system_manager"]),
+        ("/api/v1/organisations".to_owned(), &["system_manager"]),
+        ("/api/v1/feeds".to_owned(), &["system_manager"]),
+    ];
+    let mut grid = String::new();
+    for role in Role::ALL {
+        let token = api.token(role.as_str()).await;
+        for (path, allowed) in &endpoints {
+            let a = api.get(path, &token).await;
+            if allowed.contains(&role.as_str()) {
+                assert_eq!(
+                    a.status,
+                    StatusCode::OK,
+                    "{} GET {path}: {}",
+                    role.as_str(),
+                    a.text
+                );
+            } else {
+                assert_problem(
+                    &a,
+                    403,
+                    "/forbidden",
+                    &format!("{} GET {path}", role.as_str()),
+                );
+            }
+            grid.push_str(&format!(
+                "{} {} {}\n",
+                role.as_str(),
+                path,
+                a.status.as_u16()
+            ));
+        }
+    }
+    // Without a session, every API endpoint answers 401 problem+json.
+    for (path, _) in &endpoints {
+        let a = api.call(Method::GET, path, None, &[], None).await;
+        assert_problem(
+            &a,
+            401,
+            "/unauthenticated",
+            &format!("anonymous GET {path}"),
+        );
+    }
+}
+
+async fn opted_out_people_are_invisible(api: &Api, cast: &Cast) {
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for role in ["gp", "clinician", "social_worker", "pharmacist"] {
+        let token = api.token(role).await;
+        let found = api
+            .get(
+                &format!("/api/v1/people?nhs_number={}", cast.opted_out_nhs),
+                &token,
+            )
+            .await;
+        assert_eq!(found.status, StatusCode::OK);
+        assert_eq!(
+            found.body["results"],
+            json!([]),
+            "{role} search leaks: {}",
+            found.text
+        );
+        assert_eq!(found.body["truncated"], json!(false));
+        for suffix in ["", "/referrals", "/gp-summary"] {
+            let hidden = api
+                .get(
+                    &format!("/api/v1/people/{}{suffix}", cast.opted_out),
+                    &token,
+                )
+                .await;
+            let none = api
+                .get(&format!("/api/v1/people/{unknown}{suffix}"), &token)
+                .await;
+            if role == "pharmacist" && suffix == "/referrals" {
+                assert_problem(&hidden, 403, "/forbidden", "pharmacist referrals");
+                assert_eq!(hidden.text, none.text);
+                continue;
+            }
+            assert_problem(
+                &hidden,
+                404,
+                "/not-found",
+                &format!("{role} opted out{suffix}"),
+            );
+            assert_eq!(hidden.status, none.status, "{role}{suffix}");
+            assert_eq!(
+                hidden.text, none.text,
+                "{role}{suffix}: an opted-out person reads exactly like an unknown id"
+            );
+        }
+        // Even in an emergency.
+        let emergency = api
+            .call(
+                Method::GET,
+                &format!("/api/v1/people/{}", cast.opted_out),
+                Some(&token),
+                &[
+                    ("X-Access-Basis", "emergency"),
+                    ("X-Access-Reason", "unconscious in ED"),
+                ],
+                None,
+            )
+            .await;
+        assert_problem(&emergency, 404, "/not-found", "opted out in an emergency");
+    }
+    // The DPO still sees the consent record.
+    let dpo = api.token("dpo").await;
+    let c = api
+        .get(&format!("/api/v1/consent/{}", cast.opted_out_nhs), &dpo)
+        .await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.text);
+    assert_eq!(c.body["level"], "opted_out");
+    assert!(!c.body["history"].as_array().unwrap().is_empty());
+}
+
+async fn ask_first_needs_a_basis(api: &Api, cast: &Cast) {
+    let token = api.token("clinician").await;
+    let path = format!("/api/v1/people/{}", cast.ask_first);
+    let refused = api.get(&path, &token).await;
+    assert_problem(
+        &refused,
+        403,
+        "/permission-required",
+        "ask first without basis",
+    );
+    assert!(refused.body.get("nhs_number").is_none() && !refused.text.contains("family"));
+    let no_reason = api
+        .call(
+            Method::GET,
+            &path,
+            Some(&token),
+            &[("X-Access-Basis", "permission-given")],
+            None,
+        )
+        .await;
+    assert_problem(
+        &no_reason,
+        400,
+        "/invalid-request",
+        "basis without a reason",
+    );
+    assert_eq!(no_reason.body["field"], "X-Access-Reason");
+    let bad_basis = api
+        .call(
+            Method::GET,
+            &path,
+            Some(&token),
+            &[("X-Access-Basis", "because"), ("X-Access-Reason", "asked")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        bad_basis.body["field"], "X-Access-Basis",
+        "{}",
+        bad_basis.text
+    );
+    for basis in ["permission-given", "emergency"] {
+        let ok = api
+            .call(
+                Method::GET,
+                &path,
+                Some(&token),
+                &[
+                    ("X-Access-Basis", basis),
+                    ("X-Access-Reason", "patient in clinic, agreed"),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::OK, "{basis}: {}", ok.text);
+        assert_eq!(ok.body["consent"], "ask_first");
+        assert_eq!(ok.body["id"], cast.ask_first.as_str());
+    }
+}
+
+async fn deceased_rules(api: &Api, cast: &Cast) {
+    let token = api.token("gp").await;
+    let hidden = api
+        .get(
+            &format!("/api/v1/people?nhs_number={}", cast.deceased_nhs),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        hidden.body["results"],
+        json!([]),
+        "deceased left out by default"
+    );
+    let shown = api
+        .get(
+            &format!(
+                "/api/v1/people?nhs_number={}&include_deceased=true",
+                cast.deceased_nhs
+            ),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        shown.body["results"].as_array().unwrap().len(),
+        1,
+        "{}",
+        shown.text
+    );
+    assert!(shown.body["results"][0]["date_of_death"].is_string());
+    let gp = api
+        .get(
+            &format!("/api/v1/people/{}/gp-summary", cast.deceased),
+            &token,
+        )
+        .await;
+    assert_eq!(gp.status, StatusCode::OK, "{}", gp.text);
+    assert_eq!(gp.body["state"], "closed_after_death");
+    assert_eq!(gp.body["alerts"], json!([]));
+    let never = api
+        .get(
+            &format!(
+                "/api/v1/people?nhs_number={}&include_deceased=true",
+                cast.long_dead_nhs
+            ),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        never.body["results"],
+        json!([]),
+        "dead more than 8 years: never shown"
+    );
+    let read = api
+        .get(&format!("/api/v1/people/{}", cast.long_dead), &token)
+        .await;
+    assert_problem(&read, 404, "/not-found", "long dead");
+}
+
+async fn purpose_other_than_direct_care_is_refused(api: &Api, cast: &Cast, db: &Database) {
+    let token = api.token("gp").await;
+    let audit = SqlAuditLog::new(db.clone());
+    let before = audit.head().await.unwrap().len;
+    let a = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/people/{}", cast.participating),
+            Some(&token),
+            &[("X-Purpose-Of-Use", "death-review")],
+            None,
+        )
+        .await;
+    assert_problem(&a, 403, "/purpose-not-permitted", "death review");
+    let events = audit.read(before, 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.action == Action::ReadDemographics
+                && e.event.purpose.as_str() == "death-review"
+                && e.event.outcome == Outcome::Denied(DenyReason::PurposeNotDirectCare)),
+        "the refusal is audited: {events:?}"
+    );
+}
+
+async fn every_person_touched_is_audited(api: &Api, cast: &Cast, db: &Database) {
+    let token = api.token("social_worker").await;
+    let audit = SqlAuditLog::new(db.clone());
+    let before = audit.head().await.unwrap().len;
+    let found = api
+        .get(
+            &format!(
+                "/api/v1/people?postcode={}",
+                cast.participating_postcode.replace(' ', "%20")
+            ),
+            &token,
+        )
+        .await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.text);
+    let hits: BTreeSet<String> = found.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(hits.contains(&cast.participating), "{}", found.text);
+    let events = audit.read(before, 1000).await.unwrap();
+    let searches = events
+        .iter()
+        .filter(|e| e.event.action == Action::SearchPeople && e.event.person.is_none())
+        .count();
+    assert_eq!(searches, 1, "one event for the search itself");
+    let permitted: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e.event.action == Action::SearchPeople && e.event.outcome == Outcome::Permitted)
+        .filter_map(|e| e.event.person.map(|p| p.to_string()))
+        .collect();
+    assert_eq!(
+        permitted, hits,
+        "one permitted event per hit, and none for people not shown"
+    );
+
+    let before = audit.head().await.unwrap().len;
+    let read = api
+        .get(
+            &format!("/api/v1/people/{}/referrals", cast.participating),
+            &token,
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    let events = audit.read(before, 100).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event.action, Action::ReadReferrals);
+    assert_eq!(
+        events[0].event.person.unwrap().to_string(),
+        cast.participating
+    );
+    assert_eq!(events[0].event.user.as_str(), "social_worker");
+    assert_eq!(events[0].event.client.to_string(), "127.0.0.1");
+}
+
+async fn sessions_sign_out_and_lockout(api: &Api) {
+    let token = api.token("gp").await;
+    let me = api.get("/api/v1/sessions/current", &token).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["role"], "gp");
+    let out = api
+        .call(
+            Method::DELETE,
+            "/api/v1/sessions/current",
+            Some(&token),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
+    let after = api.get("/api/v1/sessions/current", &token).await;
+    assert_problem(&after, 401, "/unauthenticated", "after sign-out");
+
+    let wrong = api.sign_in("gp", "not-the-password-at-all").await;
+    assert_problem(&wrong, 401, "/bad-credentials", "wrong password");
+    let unknown = api.sign_in("nobody-here", "not-the-password-at-all").await;
+    assert_eq!(
+        unknown.text, wrong.text,
+        "unknown user reads like a wrong password"
+    );
+
+    // A user of its own, so that the demo users stay usable.
+    let admin = api.token("system_manager").await;
+    let weak = api
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            &[],
+            Some(json!({
+            "username": "lockme", "display_name": "Lock Me", "organisation": "DEMO-GP",
+            "role": "gp", "password": "password1234"})),
+        )
+        .await;
+    assert_problem(&weak, 400, "/invalid-request", "common password");
+    assert_eq!(weak.body["field"], "password");
+    let created = api
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            &[],
+            Some(json!({
+            "username": "lockme", "display_name": "Lock Me", "organisation": "DEMO-GP",
+            "role": "gp", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let session = api.token("lockme").await;
+    for _ in 0..5 {
+        let a = api.sign_in("lockme", "wrong-password-again").await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    }
+    let locked = api.sign_in("lockme", PASSWORD).await;
+    assert_problem(
+        &locked,
+        429,
+        "/account-locked",
+        "sixth attempt, right password",
+    );
+    // Disabling ends the live session at once.
+    let disabled = api
+        .call(
+            Method::POST,
+            "/api/v1/users/lockme/disable",
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.text);
+    assert_eq!(disabled.body["disabled"], true);
+    let gone = api.get("/api/v1/sessions/current", &session).await;
+    assert_problem(&gone, 401, "/unauthenticated", "disabled user's session");
+}
+
+async fn malformed_input_is_a_4xx_problem(api: &Api, cast: &Cast) {
+    let gp = api.token("gp").await;
+    let dpo = api.token("dpo").await;
+    let admin = api.token("system_manager").await;
+    let p = &cast.participating;
+    // method, path, token, body, the field the problem must name
+    type Case<'a> = (Method, String, &'a str, Option<Value>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            Method::GET,
+            "/api/v1/people".into(),
+            &gp,
+            None,
+            Some("nhs_number"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/people?nhs_number=1234567890".into(),
+            &gp,
+            None,
+            Some("nhs_number"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/people?family=Smith".into(),
+            &gp,
+            None,
+            Some("birth_date"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/people?family=Smith&birth_date=1970-13-01".into(),
+            &gp,
+            None,
+            Some("birth_date"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/people?postcode=NOT A POSTCODE".into(),
+            &gp,
+            None,
+            Some("postcode"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/people?postcode=BH1%201AA&include_deceased=maybe".into(),
+            &gp,
+            None,
+            Some("include_deceased"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/people/not-a-uuid".into(),
+            &gp,
+            None,
+            Some("id"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/people/not-a-uuid/referrals".into(),
+            &gp,
+            None,
+            Some("id"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/people/not-a-uuid/gp-summary".into(),
+            &gp,
+            None,
+            Some("id"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/people/not-a-uuid/sources".into(),
+            &admin,
+            None,
+            Some("id"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/consent/12345".into(),
+            &dpo,
+            None,
+            Some("nhs_number"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/identity/abc".into(),
+            &dpo,
+            None,
+            Some("nhs_number"),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/consent/{}/changes", cast.participating_nhs),
+            &dpo,
+            Some(json!({"change": "delete", "reason": "x"})),
+            Some("change"),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/consent/{}/changes", cast.participating_nhs),
+            &dpo,
+            Some(json!({"reason": "x"})),
+            Some("change"),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/consent/{}/changes", cast.participating_nhs),
+            &dpo,
+            Some(
+                json!({"change": "opt_out", "reason": "rep", "representative": {"name": "A B", "relationship": "son", "lacks_capacity_confirmed": false, "authority_confirmed": true, "evidence_reference": "LPA-1"}}),
+            ),
+            Some("lacks_capacity_confirmed"),
+        ),
+        (
+            Method::GET,
+            format!(
+                "/api/v1/access-reports/{}?from=yesterday&to=2030-01-01",
+                cast.participating_nhs
+            ),
+            &dpo,
+            None,
+            Some("from"),
+        ),
+        (
+            Method::GET,
+            format!(
+                "/api/v1/access-reports/{}?from=2020-01-01",
+                cast.participating_nhs
+            ),
+            &dpo,
+            None,
+            Some("to"),
+        ),
+        (
+            Method::GET,
+            format!(
+                "/api/v1/access-reports/{}?from=2020-01-01&to=2021-01-01&format=xml",
+                cast.participating_nhs
+            ),
+            &dpo,
+            None,
+            Some("format"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            &admin,
+            Some(
+                json!({"username": "bad name!", "display_name": "X", "organisation": "DEMO-GP", "role": "gp", "password": PASSWORD}),
+            ),
+            Some("username"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            &admin,
+            Some(
+                json!({"username": "someone", "display_name": "X", "organisation": "DEMO-GP", "role": "surgeon", "password": PASSWORD}),
+            ),
+            Some("role"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            &admin,
+            Some(
+                json!({"username": "someone", "display_name": "X", "organisation": "NOPE", "role": "gp", "password": PASSWORD}),
+            ),
+            Some("organisation"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            &admin,
+            Some(json!({"username": "someone"})),
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/users/gp/password".into(),
+            &admin,
+            Some(json!({"password": "short"})),
+            Some("password"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/organisations".into(),
+            &admin,
+            Some(json!({"id": "has space", "name": "X"})),
+            Some("id"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/sessions".into(),
+            &gp,
+            Some(json!({"username": "gp"})),
+            None,
+        ),
+        (Method::GET, "/api/v1/nothing-here".into(), &gp, None, None),
+        (
+            Method::PATCH,
+            format!("/api/v1/people/{p}"),
+            &gp,
+            None,
+            None,
+        ),
+    ];
+    for (method, path, token, body, field) in cases {
+        let a = api
+            .call(method.clone(), &path, Some(token), &[], body)
+            .await;
+        let what = format!("{method} {path}");
+        assert!(
+            a.status.is_client_error(),
+            "{what}: {} {}",
+            a.status,
+            a.text
+        );
+        assert!(
+            a.content_type.starts_with("application/problem+json"),
+            "{what}: {:?} {}",
+            a.content_type,
+            a.text
+        );
+        if let Some(field) = field {
+            assert_eq!(a.body["field"], field, "{what}: {}", a.text);
+        }
+    }
+    // A body that is not JSON at all.
+    let raw = api
+        .http
+        .post(format!("{}/api/v1/sessions", api.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        raw.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
+}
+
+async fn service_endpoints(api: &Api) {
+    let health = api.call(Method::GET, "/health", None, &[], None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    let ready = api.call(Method::GET, "/ready", None, &[], None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    let spec = api
+        .call(Method::GET, "/openapi.json", None, &[], None)
+        .await;
+    assert_eq!(spec.status, StatusCode::OK);
+    assert!(
+        spec.body["paths"]["/api/v1/people/{id}"].is_object(),
+        "{}",
+        &spec.text[..200.min(spec.text.len())]
+    );
+    let docs = api.call(Method::GET, "/docs", None, &[], None).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    let metrics = api.call(Method::GET, "/metrics", None, &[], None).await;
+    assert!(
+        metrics.text.contains("http_requests_total"),
+        "{}",
+        metrics.text
+    );
+    assert!(metrics.text.contains("audit_appends_total"));
+}
+
+async fn access_report_as_csv(api: &Api, cast: &Cast) {
+    let dpo = api.token("dpo").await;
+    let a = api
+        .get(
+            &format!(
+                "/api/v1/access-reports/{}?from=2020-01-01&to=2035-01-01&format=csv",
+                cast.participating_nhs
+            ),
+            &dpo,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert!(a.content_type.starts_with("text/csv"), "{}", a.content_type);
+    let mut lines = a.text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("organisation,role,first_access,last_access,accesses,with_basis,refused")
+    );
+    assert!(a.text.contains("DEMO-COUNCIL,social_worker"), "{}", a.text);
+}
+
+async fn allow_list_refuses_other_networks(url: &str, db: &Database) {
+    let server = start("serve", url, &[("CARE_ALLOWED_NETWORKS", "10.0.0.0/8")]);
+    let api = Api::new(&server);
+    let refused = api.sign_in("gp", PASSWORD).await;
+    assert_problem(
+        &refused,
+        403,
+        "/network-not-allowed",
+        "sign-in from outside the allow-list",
+    );
+    let refused = api
+        .call(
+            Method::GET,
+            "/api/v1/people?nhs_number=9434765919",
+            Some("x"),
+            &[],
+            None,
+        )
+        .await;
+    assert_problem(
+        &refused,
+        403,
+        "/network-not-allowed",
+        "read from outside the allow-list",
+    );
+    let health = api.call(Method::GET, "/health", None, &[], None).await;
+    assert_eq!(health.status, StatusCode::OK, "liveness stays reachable");
+    let (_, _, security) = db.identity_stores();
+    let recent = security.recent(20).await.unwrap();
+    assert!(
+        recent
+            .iter()
+            .any(|e| e.kind == SecurityEventKind::NetworkRefused
+                && e.client.to_string() == "127.0.0.1"),
+        "the refusal is in the security log: {recent:?}"
+    );
+}
+
+async fn idle_sessions_end(url: &str) {
+    let server = start("serve", url, &[("CARE_SESSION_IDLE_TIMEOUT", "2")]);
+    let api = Api::new(&server);
+    let token = api.token("pharmacist").await;
+    // Used every half second, the session lives past its timeout...
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let a = api.get("/api/v1/sessions/current", &token).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    }
+    // ...and left alone it ends.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let a = api.get("/api/v1/sessions/current", &token).await;
+    assert_problem(&a, 401, "/unauthenticated", "idle session");
+}
+
+async fn sign_in_is_rate_limited(url: &str, db: &Database) {
+    let server = start(
+        "serve",
+        url,
+        &[("CARE_SIGN_IN_PER_MINUTE_PER_ACCOUNT", "3")],
+    );
+    let api = Api::new(&server);
+    for _ in 0..3 {
+        let a = api.sign_in("rate-probe", "not-a-password-at-all").await;
+        assert_problem(&a, 401, "/bad-credentials", "within the limit");
+    }
+    let limited = api.sign_in("rate-probe", "not-a-password-at-all").await;
+    assert_problem(&limited, 429, "/rate-limited", "over the limit");
+    let (_, _, security) = db.identity_stores();
+    let recent = security.recent(20).await.unwrap();
+    assert!(
+        recent
+            .iter()
+            .any(|e| e.kind == SecurityEventKind::RateLimited),
+        "{recent:?}"
+    );
+    assert!(
+        recent
+            .iter()
+            .any(|e| e.kind == SecurityEventKind::SignInFailed
+                && e.user.as_ref().map(|u| u.as_str()) == Some("rate-probe")),
+        "failed sign-ins are security events: {recent:?}"
+    );
+}
+
+async fn suite(url: &str) {
+    // Many sign-ins from one address in a few seconds: the rate limit is tested on its own.
+    let server = start(
+        "demo",
+        url,
+        &[
+            ("CARE_SIGN_IN_PER_MINUTE_PER_ADDRESS", "1000"),
+            ("CARE_SIGN_IN_PER_MINUTE_PER_ACCOUNT", "100"),
+        ],
+    );
+    let api = Api::new(&server);
+    let db = Database::connect(url).await.unwrap();
+    let cast = cast();
+    service_endpoints(&api).await;
+    every_endpoint_against_every_role(&api, &cast).await;
+    opted_out_people_are_invisible(&api, &cast).await;
+    ask_first_needs_a_basis(&api, &cast).await;
+    deceased_rules(&api, &cast).await;
+    purpose_other_than_direct_care_is_refused(&api, &cast, &db).await;
+    every_person_touched_is_audited(&api, &cast, &db).await;
+    access_report_as_csv(&api, &cast).await;
+    malformed_input_is_a_4xx_problem(&api, &cast).await;
+    sessions_sign_out_and_lockout(&api).await;
+    allow_list_refuses_other_networks(url, &db).await;
+    idle_sessions_end(url).await;
+    sign_in_is_rate_limited(url, &db).await;
+    // Metrics name routes, never people.
+    let metrics = api.call(Method::GET, "/metrics", None, &[], None).await;
+    assert!(
+        metrics.text.contains("/api/v1/people/{id}"),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        !metrics.text.contains(&cast.participating),
+        "a person's id in the metrics"
+    );
+    assert!(
+        !metrics.text.contains(&cast.participating_nhs),
+        "an NHS number in the metrics"
+    );
+    // The audit chain is still whole after all that.
+    let auditor = api.token("auditor").await;
+    let v = api.get("/api/v1/audit/verify", &auditor).await;
+    assert_eq!(v.body["valid"], true, "{}", v.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_over_http_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("care.db").display());
+    suite(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_over_http_on_postgres() {
+    let Ok(base) = std::env::var(POSTGRES_URL) else {
+        eprintln!("PostgreSQL end-to-end API tests skipped: set {POSTGRES_URL} to run them");
+        return;
+    };
+    let admin = Database::connect(&base).await.unwrap();
+    let name = format!(
+        "care_e2e_{}_{}",
+        std::process::id(),
+        SystemClock.now().timestamp_micros()
+    );
+    admin
+        .connection()
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    let url = format!("{prefix}/{name}");
+    suite(&url).await;
+    admin
+        .connection()
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+}
