@@ -41,6 +41,18 @@ impl World {
         let audit = Arc::new(InMemoryAuditLog::default());
         let mut ports = in_memory_ports(Arc::new(SpecPolicy::default()), clock.clone());
         ports.audit = audit.clone();
+        ports
+            .sources
+            .register(&care_application::SourceInfo::new(
+                care_kernel::Source::new(
+                    care_kernel::SourceId::parse("a-feed").unwrap(),
+                    care_kernel::SourceKind::Acute,
+                ),
+                "A feed",
+                Duration::from_secs(3600),
+            ))
+            .await
+            .unwrap();
         let security = Arc::new(InMemorySecurityLog::default());
         let identity = IdentityPorts {
             accounts: Arc::new(InMemoryAccounts::default()),
@@ -347,6 +359,12 @@ async fn new_users_meet_the_password_policy_and_feed_rules() {
                 .create_user(&admin(), new("feed2", Role::Feed, PASSWORD))
                 .await
         ),
+        "feed_source"
+    );
+    let mut unknown_source = new("feed3", Role::Feed, PASSWORD);
+    unknown_source.feed_source = Some(care_kernel::SourceId::parse("no-such-source").unwrap());
+    assert_eq!(
+        field(w.accounts.create_user(&admin(), unknown_source).await),
         "feed_source"
     );
     let mut wrong_org = new("bob", Role::Gp, PASSWORD);

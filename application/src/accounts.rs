@@ -278,15 +278,15 @@ impl Accounts {
             Some(u) => self.ports.accounts.user(u).await?,
             None => None,
         };
-        if let Some(account) = &account {
-            let since = self
-                .settings
-                .lockout
-                .counting_from(now, account.failures_cleared_at);
+        // Every well-formed name is counted, known or not, so that lockout does not tell
+        // which account names exist.
+        if let Some(name) = &user {
+            let cleared = account.as_ref().and_then(|a| a.failures_cleared_at);
+            let since = self.settings.lockout.counting_from(now, cleared);
             let failures = self
                 .ports
                 .security
-                .count(&account.user, SecurityEventKind::SignInFailed, since)
+                .count(name, SecurityEventKind::SignInFailed, since)
                 .await?;
             if self.settings.lockout.is_locked(failures) {
                 self.log(SecurityEventKind::SignInLocked, user.clone(), client, None)
@@ -327,9 +327,10 @@ impl Accounts {
             revoked_at: None,
         };
         self.ports.sessions.create(&session).await?;
-        let mut cleared = account.clone();
-        cleared.failures_cleared_at = Some(now);
-        self.ports.accounts.update_user(&cleared).await?;
+        self.ports
+            .accounts
+            .clear_failures(&account.user, now)
+            .await?;
         self.log(
             SecurityEventKind::SignInSucceeded,
             Some(account.user.clone()),
@@ -461,9 +462,31 @@ impl Accounts {
 
     // ---- administration (System Manager) ----------------------------------------------
 
+    /// Administration in two steps: `refuse_admin` first (a refusal is audited before
+    /// anything else is looked at), then, once the request is known to be valid,
+    /// `gate_admin` appends the permitted event naming what is changed.
+    async fn refuse_admin(&self, actor: &Actor, what: &str) -> Result<(), AccessError> {
+        let access = Access::new(actor, self.now(), Action::ManageUsers).on(what.to_owned());
+        self.services.refuse_early(&access).await
+    }
+
     async fn gate_admin(&self, actor: &Actor, what: &str) -> Result<AuditReceipt, AccessError> {
         let access = Access::new(actor, self.now(), Action::ManageUsers).on(what.to_owned());
         self.services.gate(&access).await
+    }
+
+    /// Audits an administration request that was refused as invalid, and returns its
+    /// error (or the audit's own failure, which outranks it).
+    async fn refuse_invalid(&self, actor: &Actor, what: &str, error: AccessError) -> AccessError {
+        let access = Access::new(actor, self.now(), Action::ManageUsers).on(what.to_owned());
+        match self
+            .services
+            .refuse(&access, care_kernel::DenyReason::InvalidChange)
+            .await
+        {
+            AccessError::Unexpected(e) => AccessError::Unexpected(e),
+            _ => error,
+        }
     }
 
     fn administered<T>(value: T, receipt: AuditReceipt) -> Administered<T> {
@@ -490,11 +513,20 @@ impl Accounts {
         if !orgs.iter().any(|o| o.id == new.organisation) {
             return Err(InvalidValue::new("organisation", "no such organisation").into());
         }
+        if let Some(source) = &new.feed_source
+            && self.services.ports().sources.get(source).await?.is_none()
+        {
+            return Err(InvalidValue::new("feed_source", "no such feed source").into());
+        }
         Ok(())
     }
 
     async fn store_new_user(&self, new: NewUser) -> Result<UserSummary, AccessError> {
         self.validate_new_user(&new).await?;
+        self.insert_user(new).await
+    }
+
+    async fn insert_user(&self, new: NewUser) -> Result<UserSummary, AccessError> {
         let account = UserAccount {
             password_hash: self.ports.hasher.hash(&new.password).await?,
             user: new.user,
@@ -521,8 +553,13 @@ impl Accounts {
         actor: &Actor,
         new: NewUser,
     ) -> Result<Administered<UserSummary>, AccessError> {
-        let receipt = self.gate_admin(actor, "users:create").await?;
-        Ok(Self::administered(self.store_new_user(new).await?, receipt))
+        let what = format!("users:create:{}:{}", new.user, new.role.as_str());
+        self.refuse_admin(actor, &what).await?;
+        if let Err(e) = self.validate_new_user(&new).await {
+            return Err(self.refuse_invalid(actor, &what, e).await);
+        }
+        let receipt = self.gate_admin(actor, &what).await?;
+        Ok(Self::administered(self.insert_user(new).await?, receipt))
     }
 
     /// Every user (System Manager).
@@ -530,6 +567,7 @@ impl Accounts {
         &self,
         actor: &Actor,
     ) -> Result<Administered<Vec<UserSummary>>, AccessError> {
+        self.refuse_admin(actor, "users:list").await?;
         let receipt = self.gate_admin(actor, "users:list").await?;
         let users = self.ports.accounts.users().await?;
         Ok(Self::administered(
@@ -538,6 +576,9 @@ impl Accounts {
         ))
     }
 
+    /// Changes one user: refused (and audited) for other roles before anything is looked
+    /// at; audited as an invalid change when the user does not exist; otherwise audited
+    /// as permitted, naming the user, and done.
     async fn change_user(
         &self,
         actor: &Actor,
@@ -545,13 +586,12 @@ impl Accounts {
         user: &UserId,
         change: impl FnOnce(&mut UserAccount),
     ) -> Result<Administered<UserSummary>, AccessError> {
-        let receipt = self.gate_admin(actor, what).await?;
-        let mut account = self
-            .ports
-            .accounts
-            .user(user)
-            .await?
-            .ok_or_else(|| InvalidValue::new("user", "no such user"))?;
+        let what = format!("{what}:{user}");
+        let Some(mut account) = self.ports.accounts.user(user).await? else {
+            let missing = InvalidValue::new("user", "no such user").into();
+            return Err(self.refuse_invalid(actor, &what, missing).await);
+        };
+        let receipt = self.gate_admin(actor, &what).await?;
         change(&mut account);
         self.ports.accounts.update_user(&account).await?;
         Ok(Self::administered(UserSummary::from(&account), receipt))
@@ -563,8 +603,13 @@ impl Accounts {
         actor: &Actor,
         user: &UserId,
     ) -> Result<Administered<UserSummary>, AccessError> {
+        self.refuse_admin(actor, &format!("users:disable:{user}"))
+            .await?;
         if &actor.user == user {
-            return Err(InvalidValue::new("user", "you cannot disable your own account").into());
+            let own = InvalidValue::new("user", "you cannot disable your own account").into();
+            return Err(self
+                .refuse_invalid(actor, &format!("users:disable:{user}"), own)
+                .await);
         }
         let done = self
             .change_user(actor, "users:disable", user, |a| a.disabled = true)
@@ -579,6 +624,8 @@ impl Accounts {
         actor: &Actor,
         user: &UserId,
     ) -> Result<Administered<UserSummary>, AccessError> {
+        self.refuse_admin(actor, &format!("users:enable:{user}"))
+            .await?;
         self.change_user(actor, "users:enable", user, |a| a.disabled = false)
             .await
     }
@@ -591,7 +638,11 @@ impl Accounts {
         user: &UserId,
         password: &str,
     ) -> Result<Administered<UserSummary>, AccessError> {
-        check_password(user.as_str(), password)?;
+        let what = format!("users:reset_password:{user}");
+        self.refuse_admin(actor, &what).await?;
+        if let Err(e) = check_password(user.as_str(), password) {
+            return Err(self.refuse_invalid(actor, &what, e.into()).await);
+        }
         let hash = self.ports.hasher.hash(password).await?;
         let now = self.now();
         let done = self
@@ -611,7 +662,12 @@ impl Accounts {
         id: OrganisationId,
         name: &str,
     ) -> Result<Administered<Organisation>, AccessError> {
-        let receipt = self.gate_admin(actor, "organisations:create").await?;
+        let what = format!("organisations:create:{id}");
+        self.refuse_admin(actor, &what).await?;
+        if let Err(e) = check_text("name", name, MAX_ORG_NAME) {
+            return Err(self.refuse_invalid(actor, &what, e.into()).await);
+        }
+        let receipt = self.gate_admin(actor, &what).await?;
         let org = self.store_organisation(id, name).await?;
         Ok(Self::administered(org, receipt))
     }

@@ -67,6 +67,7 @@ impl Services {
         access: Access<'_>,
         nhs: &NhsNumber,
     ) -> Result<(Person, AuditReceipt), AccessError> {
+        self.refuse_early(&access).await?;
         let (person, subject) = self.nhs_subject(access.actor, access.at, nhs).await?;
         let Some(person) = person else {
             return Err(self.refuse_unknown(&access).await);
@@ -111,6 +112,8 @@ impl Services {
         nhs: &NhsNumber,
     ) -> Result<ConsentView, AccessError> {
         let now = self.now();
+        self.refuse_early(&Access::new(actor, now, Action::AdministerConsent).on("consent"))
+            .await?;
         let (person, subject) = self.nhs_subject(actor, now, nhs).await?;
         let receipt = self
             .gate(
@@ -140,6 +143,10 @@ impl Services {
         reason: &str,
     ) -> Result<ConsentView, AccessError> {
         let now = self.now();
+        self.refuse_early(
+            &Access::new(actor, now, Action::AdministerConsent).on(command.resource()),
+        )
+        .await?;
         let (person, subject) = self.nhs_subject(actor, now, nhs).await?;
         let change = Access::new(actor, now, Action::AdministerConsent)
             .on(command.resource())

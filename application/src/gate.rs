@@ -133,6 +133,23 @@ impl Services {
         }
     }
 
+    /// Refuses (and audits) an access that the actor's role or declared purpose rules
+    /// out whoever the person is, before anything about the person is looked up: so the
+    /// refusal costs the same whether or not the person exists.
+    pub(crate) async fn refuse_early(&self, access: &Access<'_>) -> Result<(), AccessError> {
+        let subject = access
+            .action
+            .concerns_a_person()
+            .then_some(SubjectState::NEUTRAL);
+        let neutral = access.about(None, subject);
+        match self.decide(&neutral) {
+            Decision::Deny(
+                reason @ (DenyReason::RoleNotPermitted | DenyReason::PurposeNotDirectCare),
+            ) => Err(self.refuse(&access.about(None, None), reason).await),
+            _ => Ok(()),
+        }
+    }
+
     /// Audits an access to a person who is not in the record and returns the error to
     /// answer with. Decided with a neutral subject, so that role and purpose refusals
     /// read the same whether or not the person exists; otherwise audited as not found.

@@ -131,6 +131,13 @@ pub struct Services {
     ports: Ports,
 }
 
+/// An NHS number looked up in place of a person who is not in the record (see
+/// [`Services::gate_person`]): valid, and from the 999 test range.
+/// (`999 999 9999`: its check digit is 9.)
+fn timing_twin() -> Option<care_person::NhsNumber> {
+    care_person::NhsNumber::from_first_nine(999_999_999)
+}
+
 /// How many merge links a read follows before giving up (a loop would be a bug).
 const MAX_MERGE_HOPS: usize = 16;
 
@@ -194,8 +201,14 @@ impl Services {
         access: Access<'_>,
         id: PersonId,
     ) -> Result<(Person, SubjectState, AuditReceipt), AccessError> {
+        self.refuse_early(&access).await?;
         let today = self.today(access.at);
         let Some(person) = self.load_live(id).await? else {
+            // The same consent lookup a known person costs, so that an unknown id and a
+            // hidden (opted-out) person take alike long to refuse.
+            if let Some(twin) = timing_twin() {
+                self.ports.consent.get(&twin).await?;
+            }
             return Err(self.refuse_unknown(&access).await);
         };
         let subject = self.subject_state(&person, access.actor, today).await?;
@@ -203,5 +216,13 @@ impl Services {
             .gate(&access.about(Some(person.id()), Some(subject)))
             .await?;
         Ok((person, subject, receipt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_timing_twin_is_a_valid_nhs_number() {
+        assert!(super::timing_twin().is_some());
     }
 }

@@ -346,6 +346,10 @@ pub trait AccountStore: Send + Sync {
     async fn users(&self) -> Result<Vec<UserAccount>, RepoError>;
     /// Replaces a user's account.
     async fn update_user(&self, user: &UserAccount) -> Result<bool, RepoError>;
+    /// Sets only `failures_cleared_at` (a successful sign-in), leaving every other field
+    /// as stored, so a sign-in racing a disable or a password reset cannot undo it.
+    /// Returns `false` if there is no such user.
+    async fn clear_failures(&self, user: &UserId, at: Timestamp) -> Result<bool, RepoError>;
 }
 
 /// The SHA-256 of a session token: what is stored, so that a copy of the table signs

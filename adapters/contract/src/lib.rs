@@ -888,6 +888,34 @@ pub async fn account_store(store: &dyn AccountStore) {
     );
     assert_eq!(store.user(&missing.user).await.unwrap(), None);
 
+    // clear_failures sets that one field and nothing else: a sign-in racing a disable
+    // or a password reset must not undo it.
+    let mut racing = plain_account(fresh_user_id(), org.id.clone());
+    assert!(store.create_user(&racing).await.unwrap());
+    racing.disabled = true;
+    racing.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$bmV3$bmV3aGFzaA".into();
+    assert!(store.update_user(&racing).await.unwrap());
+    let cleared_at = Timestamp::from_timestamp(1_800_000_123, 456_000).unwrap();
+    assert!(
+        store
+            .clear_failures(&racing.user, cleared_at)
+            .await
+            .unwrap()
+    );
+    racing.failures_cleared_at = Some(cleared_at);
+    assert_eq!(
+        store.user(&racing.user).await.unwrap(),
+        Some(racing.clone()),
+        "clear_failures changes only failures_cleared_at"
+    );
+    assert!(
+        !store
+            .clear_failures(&fresh_user_id(), cleared_at)
+            .await
+            .unwrap(),
+        "clear_failures of a missing user gives false"
+    );
+
     // Users are listed in id order, each once, as stored.
     let user_base = fresh_text("order.");
     let mut user_ids = Vec::new();

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use care_application::{AccessError, ConsentCommand, NewUser};
 use care_consent::{EvidenceStatus, Representative};
 use care_kernel::{
-    AccessBasis, Actor, BasisKind, InvalidValue, OrganisationId, PersonId, Purpose, Role, SourceId,
-    Timestamp, UserId,
+    AccessBasis, Actor, BasisKind, OrganisationId, PersonId, Purpose, Role, SourceId, Timestamp,
+    UserId,
 };
 use care_person::{NameKey, NhsNumber, Postcode, SearchCriteria};
 use poem::Request;
@@ -78,11 +78,47 @@ fn client(req: &Request) -> Result<IpAddr, Problem> {
 async fn actor(state: &AppState, req: &Request, auth: &BearerAuth) -> Result<Actor, Problem> {
     let client = client(req)?;
     match state.accounts.authenticate(&auth.0.token, client).await {
-        Ok(a) => Ok(a.actor),
+        // The declared purpose applies to every call, so that the policy (not this
+        // adapter) refuses and audits anything but direct care.
+        Ok(a) => Ok(a.actor.with_purpose(purpose(req))),
         Err(e) => {
             state.observer.refusal("unauthenticated");
             Err(e.into())
         }
+    }
+}
+
+/// The declared purpose of use, read from the raw header: absent or exactly
+/// `direct-care` is direct care; anything else — another purpose, an empty value, bytes
+/// that are not ASCII — is another purpose, which the policy refuses and audits.
+fn purpose(req: &Request) -> Purpose {
+    let Some(raw) = req.headers().get("x-purpose-of-use") else {
+        return Purpose::DirectCare;
+    };
+    let raw = raw.as_bytes();
+    if raw.trim_ascii() == Purpose::DIRECT_CARE.as_bytes() {
+        return Purpose::DirectCare;
+    }
+    let shown: String = String::from_utf8_lossy(raw)
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .take(64)
+        .collect();
+    Purpose::Other(if shown.is_empty() {
+        "(empty)".into()
+    } else {
+        shown
+    })
+}
+
+/// A header as text, from its raw bytes (poem-openapi drops values that are not
+/// visible ASCII, which would turn a reason with an accent into no reason at all).
+fn header_text(req: &Request, name: &'static str) -> Result<Option<String>, Problem> {
+    match req.headers().get(name) {
+        None => Ok(None),
+        Some(v) => std::str::from_utf8(v.as_bytes())
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| Problem::invalid(name, "must be UTF-8 text")),
     }
 }
 
@@ -101,17 +137,10 @@ fn failed(state: &AppState, e: AccessError) -> Problem {
     e.into()
 }
 
-/// The actor with the request's declared purpose and, for `ask_first` records, basis.
-fn with_context(
-    mut actor: Actor,
-    purpose: Option<String>,
-    basis: Option<String>,
-    reason: Option<String>,
-) -> Result<Actor, Problem> {
-    actor = actor.with_purpose(
-        Purpose::parse(purpose.as_deref())
-            .map_err(|e| InvalidValue::new("X-Purpose-Of-Use", e.reason))?,
-    );
+/// The actor with the basis asserted for an `ask_first` record, if any.
+fn with_basis(mut actor: Actor, req: &Request) -> Result<Actor, Problem> {
+    let basis = header_text(req, "X-Access-Basis")?;
+    let reason = header_text(req, "X-Access-Reason")?;
     match (basis, reason) {
         (None, None) => {}
         (None, Some(_)) => {
@@ -239,6 +268,7 @@ impl SessionsApi {
             }
             return Err(Problem::rate_limited(60));
         }
+        let _turn = state.limits.one_at_a_time(username).await;
         match state.accounts.sign_in(username, password, client).await {
             Ok(s) => {
                 state.observer.sign_in("succeeded");
@@ -369,10 +399,9 @@ impl PeopleApi {
         birth_date: Query<Option<String>>,
         postcode: Query<Option<String>>,
         include_deceased: Query<Option<bool>>,
-        #[oai(name = "X-Purpose-Of-Use")] purpose: Header<Option<String>>,
+        #[oai(name = "X-Purpose-Of-Use")] _purpose: Header<Option<String>>,
     ) -> ApiResult<SearchResultsDto> {
         let actor = actor(&self.0, req, &auth).await?;
-        let actor = with_context(actor, purpose.0, None, None)?;
         let criteria = criteria(nhs_number.0, family.0, birth_date.0, postcode.0)?;
         let results = self
             .0
@@ -391,12 +420,12 @@ impl PeopleApi {
         req: &Request,
         auth: BearerAuth,
         id: Path<String>,
-        #[oai(name = "X-Purpose-Of-Use")] purpose: Header<Option<String>>,
-        #[oai(name = "X-Access-Basis")] basis: Header<Option<String>>,
-        #[oai(name = "X-Access-Reason")] reason: Header<Option<String>>,
+        #[oai(name = "X-Purpose-Of-Use")] _purpose: Header<Option<String>>,
+        #[oai(name = "X-Access-Basis")] _basis: Header<Option<String>>,
+        #[oai(name = "X-Access-Reason")] _reason: Header<Option<String>>,
     ) -> ApiResult<PersonSummaryDto> {
         let actor = actor(&self.0, req, &auth).await?;
-        let actor = with_context(actor, purpose.0, basis.0, reason.0)?;
+        let actor = with_basis(actor, req)?;
         let id = person_id(&id.0)?;
         let summary = self
             .0
@@ -418,12 +447,12 @@ impl PeopleApi {
         req: &Request,
         auth: BearerAuth,
         id: Path<String>,
-        #[oai(name = "X-Purpose-Of-Use")] purpose: Header<Option<String>>,
-        #[oai(name = "X-Access-Basis")] basis: Header<Option<String>>,
-        #[oai(name = "X-Access-Reason")] reason: Header<Option<String>>,
+        #[oai(name = "X-Purpose-Of-Use")] _purpose: Header<Option<String>>,
+        #[oai(name = "X-Access-Basis")] _basis: Header<Option<String>>,
+        #[oai(name = "X-Access-Reason")] _reason: Header<Option<String>>,
     ) -> ApiResult<ReferralListDto> {
         let actor = actor(&self.0, req, &auth).await?;
-        let actor = with_context(actor, purpose.0, basis.0, reason.0)?;
+        let actor = with_basis(actor, req)?;
         let id = person_id(&id.0)?;
         let list = self
             .0
@@ -445,12 +474,12 @@ impl PeopleApi {
         req: &Request,
         auth: BearerAuth,
         id: Path<String>,
-        #[oai(name = "X-Purpose-Of-Use")] purpose: Header<Option<String>>,
-        #[oai(name = "X-Access-Basis")] basis: Header<Option<String>>,
-        #[oai(name = "X-Access-Reason")] reason: Header<Option<String>>,
+        #[oai(name = "X-Purpose-Of-Use")] _purpose: Header<Option<String>>,
+        #[oai(name = "X-Access-Basis")] _basis: Header<Option<String>>,
+        #[oai(name = "X-Access-Reason")] _reason: Header<Option<String>>,
     ) -> ApiResult<GpSummaryDto> {
         let actor = actor(&self.0, req, &auth).await?;
-        let actor = with_context(actor, purpose.0, basis.0, reason.0)?;
+        let actor = with_basis(actor, req)?;
         let id = person_id(&id.0)?;
         let gp = self
             .0

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use poem::http::Method;
 use poem::web::RemoteAddr;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
@@ -83,30 +84,40 @@ impl NetworkPolicy {
 
     /// The client address: the peer, unless the peer is a trusted proxy, in which case
     /// the right-most address of `X-Forwarded-For` that is not itself a trusted proxy
-    /// (addresses further left were written by the client and prove nothing).
-    pub fn client(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
+    /// (addresses further left were written by the client and prove nothing). A trusted
+    /// proxy that forwards a chain this cannot read gives `None`: the request is refused
+    /// rather than credited to the proxy's own (allowed) address.
+    pub fn client(&self, peer: IpAddr, forwarded_for: &[&[u8]]) -> Option<IpAddr> {
         let peer = canonical(peer);
         if !self.trusted(peer) {
-            return peer;
+            return Some(peer);
+        }
+        let mut hops = Vec::new();
+        for header in forwarded_for {
+            let text = std::str::from_utf8(header).ok()?;
+            hops.extend(text.split(',').map(str::trim));
         }
         let mut client = peer;
-        let hops = forwarded_for
-            .iter()
-            .flat_map(|h| h.split(','))
-            .map(str::trim)
-            .collect::<Vec<_>>();
         for hop in hops.into_iter().rev() {
-            let Ok(ip) = hop.parse::<IpAddr>().map(canonical) else {
-                // Garbage in the chain: stop believing it here.
-                break;
-            };
+            let ip = parse_hop(hop)?;
             client = ip;
             if !self.trusted(ip) {
                 break;
             }
         }
-        client
+        Some(client)
     }
+}
+
+/// One `X-Forwarded-For` entry: an address, optionally with a port (`1.2.3.4:80`,
+/// `[2001:db8::1]:443`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    hop.parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|sa| canonical(sa.ip()))
 }
 
 /// The middleware: resolves the client address, refuses (403, audited in the security
@@ -140,20 +151,22 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
             RemoteAddr(poem::Addr::SocketAddr(sa)) => sa.ip(),
             _ => IpAddr::from([0, 0, 0, 0]),
         };
-        let forwarded: Vec<&str> = req
+        let forwarded: Vec<&[u8]> = req
             .headers()
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.as_bytes())
             .collect();
         let client = self.state.network.client(peer, &forwarded);
-        if req.uri().path() != "/health" && !self.state.network.allows(client) {
+        let allowed = client.is_some_and(|c| self.state.network.allows(c));
+        if req.uri().path() != "/health" && !allowed {
             let path = req.uri().path().to_owned();
             self.state.observer.refusal("network_refused");
+            let recorded = client.unwrap_or(peer);
             if let Err(e) = self
                 .state
                 .accounts
-                .record_network_refusal(client, &path)
+                .record_network_refusal(recorded, &path)
                 .await
             {
                 // Fail closed either way: the request is refused; the failure is logged.
@@ -165,8 +178,30 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
                 "your address is not on the allow-list",
             )));
         }
-        if let Some(refusal) = body_size_refusal(&req) {
-            return Ok(problem_response(refusal));
+        let client = client.unwrap_or(peer);
+        // Read the body here, at most MAX_BODY_BYTES of it, whatever the headers say
+        // (HTTP/2 bodies need declare no length).
+        if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
+            || req
+                .headers()
+                .contains_key(poem::http::header::CONTENT_LENGTH)
+            || req
+                .headers()
+                .contains_key(poem::http::header::TRANSFER_ENCODING)
+        {
+            match req
+                .take_body()
+                .into_bytes_limit(crate::MAX_BODY_BYTES)
+                .await
+            {
+                Ok(bytes) => req.set_body(bytes),
+                Err(_) => {
+                    return Ok(problem_response(Problem::invalid(
+                        "body",
+                        &format!("must be at most {} bytes", crate::MAX_BODY_BYTES),
+                    )));
+                }
+            }
         }
         req.extensions_mut().insert(ClientAddr(client));
         self.inner.call(req).await.map(IntoResponse::into_response)
@@ -212,38 +247,6 @@ impl Routes {
                     })
             })
             .map_or("unmatched", |(t, _)| t.as_str())
-    }
-}
-
-/// Bodies are small JSON documents: one declared larger than [`crate::MAX_BODY_BYTES`],
-/// or sent without a declared length, is refused before it is read.
-fn body_size_refusal(req: &Request) -> Option<Problem> {
-    use poem::http::Method;
-    let declared = req
-        .headers()
-        .get(poem::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let has_body = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
-        || req
-            .headers()
-            .contains_key(poem::http::header::TRANSFER_ENCODING);
-    match declared {
-        Some(n) if n > crate::MAX_BODY_BYTES as u64 => Some(Problem::invalid(
-            "body",
-            &format!("must be at most {} bytes", crate::MAX_BODY_BYTES),
-        )),
-        None if has_body
-            && req
-                .headers()
-                .contains_key(poem::http::header::TRANSFER_ENCODING) =>
-        {
-            Some(Problem::invalid(
-                "body",
-                "send Content-Length, not a chunked body",
-            ))
-        }
-        _ => None,
     }
 }
 
@@ -308,33 +311,42 @@ mod tests {
             allowed: parse_networks("a", "10.0.0.0/8").unwrap(),
             trusted_proxies: parse_networks("t", "192.168.1.10, 192.168.1.11").unwrap(),
         };
+        let c = |peer: &str, headers: &[&str]| {
+            let raw: Vec<&[u8]> = headers.iter().map(|h| h.as_bytes()).collect();
+            p.client(ip(peer), &raw)
+        };
         // Untrusted peer: its header is ignored.
-        assert_eq!(
-            p.client(ip("203.0.113.9"), &["10.1.1.1"]),
-            ip("203.0.113.9")
-        );
+        assert_eq!(c("203.0.113.9", &["10.1.1.1"]), Some(ip("203.0.113.9")));
         // Trusted peer: the right-most untrusted hop.
         assert_eq!(
-            p.client(ip("192.168.1.10"), &["10.9.9.9, 10.1.1.1"]),
-            ip("10.1.1.1")
+            c("192.168.1.10", &["10.9.9.9, 10.1.1.1"]),
+            Some(ip("10.1.1.1"))
         );
         // Through two trusted proxies.
         assert_eq!(
-            p.client(ip("192.168.1.10"), &["10.1.1.1, 192.168.1.11"]),
-            ip("10.1.1.1")
+            c("192.168.1.10", &["10.1.1.1, 192.168.1.11"]),
+            Some(ip("10.1.1.1"))
         );
         // A client forging a left-most entry gains nothing.
         assert_eq!(
-            p.client(ip("192.168.1.10"), &["10.0.0.1", "203.0.113.9"]),
-            ip("203.0.113.9")
+            c("192.168.1.10", &["10.0.0.1", "203.0.113.9"]),
+            Some(ip("203.0.113.9"))
         );
-        // Garbage stops the walk at the last good hop.
+        // Ports are allowed and ignored.
         assert_eq!(
-            p.client(ip("192.168.1.10"), &["nonsense"]),
-            ip("192.168.1.10")
+            c("192.168.1.10", &["203.0.113.9:4711"]),
+            Some(ip("203.0.113.9"))
         );
+        assert_eq!(
+            c("192.168.1.10", &["[2001:db8::1]:443"]),
+            Some(ip("2001:db8::1"))
+        );
+        // A chain that cannot be read is not credited to the proxy: no client at all.
+        assert_eq!(c("192.168.1.10", &["nonsense"]), None);
+        assert_eq!(c("192.168.1.10", &["203.0.113.9, garbage"]), None);
+        assert_eq!(p.client(ip("192.168.1.10"), &[b"\xe9, 203.0.113.9"]), None);
         // IPv4-mapped IPv6 peers are IPv4.
-        assert_eq!(p.client(ip("::ffff:203.0.113.9"), &[]), ip("203.0.113.9"));
+        assert_eq!(c("::ffff:203.0.113.9", &[]), Some(ip("203.0.113.9")));
         assert!(p.allows(ip("10.1.1.1")));
         assert!(!p.allows(ip("203.0.113.9")));
     }

@@ -282,8 +282,13 @@ pub fn from_poem_error(err: poem::Error) -> Response {
         return problem_response(Problem::invalid(e.name, &e.reason));
     }
     if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
+        // The parser's message can quote the value sent (a password, say): name the
+        // field if it can be found, never echo the reason.
         let field = field_in(&e.reason).unwrap_or_else(|| "body".to_owned());
-        return problem_response(Problem::invalid(&field, &e.reason));
+        return problem_response(Problem::invalid(
+            &field,
+            "is not valid JSON of the expected shape (see /openapi.json)",
+        ));
     }
     if err.is::<AuthorizationError>() {
         return problem_response(Problem::unauthenticated(

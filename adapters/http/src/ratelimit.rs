@@ -1,8 +1,10 @@
 //! Sign-in rate limiting per client address and per account name (`governor`), on top
 //! of the lockout the application applies after repeated failures.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -11,6 +13,11 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 pub struct SignInLimits {
     per_address: DefaultKeyedRateLimiter<IpAddr>,
     per_account: DefaultKeyedRateLimiter<String>,
+    in_progress: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn account_key(account: &str) -> String {
+    account.trim().to_lowercase().chars().take(128).collect()
 }
 
 impl SignInLimits {
@@ -21,12 +28,29 @@ impl SignInLimits {
         Self {
             per_address: RateLimiter::keyed(quota(per_address)),
             per_account: RateLimiter::keyed(quota(per_account)),
+            in_progress: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Waits until no other sign-in for this account is in progress on this server, so
+    /// that parallel guesses are counted one after another and the lockout holds.
+    pub async fn one_at_a_time(&self, account: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self
+                .in_progress
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if map.len() > 10_000 {
+                map.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            map.entry(account_key(account)).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     /// Whether one more attempt from this address for this account may go ahead.
     pub fn check(&self, client: IpAddr, account: &str) -> bool {
-        let key: String = account.trim().to_lowercase().chars().take(128).collect();
+        let key = account_key(account);
         let address_ok = self.per_address.check_key(&client).is_ok();
         let account_ok = self.per_account.check_key(&key).is_ok();
         // Forget idle keys now and then so the maps stay small.

@@ -57,6 +57,16 @@ impl AccountStore for InMemoryAccounts {
         Ok(lock(&self.users).values().cloned().collect())
     }
 
+    async fn clear_failures(&self, user: &UserId, at: Timestamp) -> Result<bool, RepoError> {
+        match lock(&self.users).get_mut(user) {
+            Some(stored) => {
+                stored.failures_cleared_at = Some(at);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     async fn update_user(&self, user: &UserAccount) -> Result<bool, RepoError> {
         let mut users = lock(&self.users);
         match users.get_mut(&user.user) {

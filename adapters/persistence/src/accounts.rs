@@ -193,6 +193,17 @@ impl AccountStore for SqlAccounts {
         .await
     }
 
+    async fn clear_failures(&self, user: &UserId, at: Timestamp) -> Result<bool, RepoError> {
+        let updated = self
+            .execute(
+                "UPDATE users SET failures_cleared_at = $2 WHERE id = $1",
+                vec![user.as_str().into(), micros(at).into()],
+            )
+            .await
+            .map_err(|e| RepoError::Unexpected(anyhow::Error::new(e)))?;
+        Ok(updated == 1)
+    }
+
     async fn update_user(&self, user: &UserAccount) -> Result<bool, RepoError> {
         let updated = self
             .execute(

@@ -47,7 +47,7 @@ const METHODS: &[&str] = &[
 /// | `http_requests_total` | counter | `method`, `route`, `status` |
 /// | `http_request_duration_seconds` | histogram ([`DURATION_BUCKETS`]) | `method`, `route` |
 /// | `access_refusals_total` | counter | `reason` |
-/// | `audit_appends_total` | counter (events appended to the audit chain) | |
+/// | `audit_appends_total` | counter (durable appends to the audit chain: one per access, however many events it wrote) | |
 /// | `sign_ins_total` | counter | `outcome` |
 ///
 /// Label values must come from bounded vocabularies and never carry personal data:
@@ -99,8 +99,10 @@ impl Metrics {
             Opts::new("access_refusals_total", "Requests refused, by reason."),
             &["reason"],
         )?;
-        let audit_appends =
-            IntCounter::new("audit_appends_total", "Events appended to the audit chain.")?;
+        let audit_appends = IntCounter::new(
+            "audit_appends_total",
+            "Durable appends to the audit chain (one per access).",
+        )?;
         let sign_ins = IntCounterVec::new(
             Opts::new("sign_ins_total", "Sign-in attempts, by outcome."),
             &["outcome"],

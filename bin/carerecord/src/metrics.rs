@@ -29,7 +29,7 @@ impl care_http::Observer for PrometheusObserver {
     }
 }
 
-/// Counts events appended to the audit chain.
+/// Counts durable appends to the audit chain.
 struct CountingAudit {
     inner: Arc<dyn AuditLog>,
     metrics: Metrics,
@@ -44,7 +44,10 @@ pub fn counting_audit(inner: Arc<dyn AuditLog>, metrics: Metrics) -> Arc<dyn Aud
 impl AuditLog for CountingAudit {
     async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<ChainedEvent>, AuditError> {
         let chained = self.inner.append(events).await?;
-        self.metrics.audit_appended(chained.len() as u64);
+        // One per durable append (a read and all the events it wrote), not per event: a
+        // search writes an event for every candidate, hidden ones included, and a count
+        // of those would tell anyone who can read the metrics that a hidden person exists.
+        self.metrics.audit_appended(1);
         Ok(chained)
     }
     async fn head(&self) -> Result<ChainHead, AuditError> {

@@ -533,6 +533,33 @@ async fn purpose_other_than_direct_care_is_refused(api: &Api, cast: &Cast, db: &
         )
         .await;
     assert_problem(&a, 403, "/purpose-not-permitted", "death review");
+    // Any other declaration is another purpose: not ASCII, empty, on every endpoint.
+    let raw_purposes: [&[u8]; 3] = ["revue-décès".as_bytes(), b"", b"direct-care-ish"];
+    for raw in raw_purposes {
+        for path in [
+            format!("/api/v1/people/{}", cast.participating),
+            format!("/api/v1/people?nhs_number={}", cast.participating_nhs),
+        ] {
+            let resp = api
+                .http
+                .get(format!("{}{path}", api.base))
+                .bearer_auth(&token)
+                .header(
+                    "X-Purpose-Of-Use",
+                    reqwest::header::HeaderValue::from_bytes(raw).unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                resp.status(),
+                StatusCode::FORBIDDEN,
+                "purpose {raw:?} on {path}"
+            );
+        }
+    }
+    // The DPO's work is not direct care and the policy does not ask it to be: the
+    // declared purpose reaches the policy on every endpoint, and the policy decides.
     let events = audit.read(before, 100).await.unwrap();
     assert!(
         events
@@ -665,6 +692,54 @@ async fn sessions_sign_out_and_lockout(api: &Api) {
         "/account-locked",
         "sixth attempt, right password",
     );
+    // Parallel guesses are counted one after another: of ten wrong guesses sent at
+    // once, at most five are tried; the rest, and the right password after them, are
+    // refused as locked.
+    let racer = api
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            &[],
+            Some(json!({
+            "username": "racer", "display_name": "Racer", "organisation": "DEMO-GP",
+            "role": "gp", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(racer.status, StatusCode::CREATED, "{}", racer.text);
+    let answers = join_all((0..10).map(|_| api.sign_in("racer", "wrong-password-again"))).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        5,
+        "{statuses:?}"
+    );
+    let after = api.sign_in("racer", PASSWORD).await;
+    assert_problem(
+        &after,
+        429,
+        "/account-locked",
+        "right password after a burst",
+    );
+    // Lockout reads the same for a name that does not exist.
+    for _ in 0..5 {
+        api.sign_in("no-such-user-here", "wrong-password-again")
+            .await;
+    }
+    let ghost = api
+        .sign_in("no-such-user-here", "wrong-password-again")
+        .await;
+    assert_problem(
+        &ghost,
+        429,
+        "/account-locked",
+        "unknown names lock like real ones",
+    );
     // Disabling ends the live session at once.
     let disabled = api
         .call(
@@ -679,6 +754,47 @@ async fn sessions_sign_out_and_lockout(api: &Api) {
     assert_eq!(disabled.body["disabled"], true);
     let gone = api.get("/api/v1/sessions/current", &session).await;
     assert_problem(&gone, 401, "/unauthenticated", "disabled user's session");
+}
+
+/// A small join_all: polls the futures concurrently on this task.
+async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in pinned.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// A body sent in chunks, with no declared length.
+fn chunked(
+    chunks: Vec<Vec<u8>>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    struct Chunks(std::vec::IntoIter<Vec<u8>>);
+    impl futures_core::Stream for Chunks {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next().map(Ok))
+        }
+    }
+    Chunks(chunks.into_iter())
 }
 
 async fn malformed_input_is_a_4xx_problem(api: &Api, cast: &Cast) {
@@ -911,6 +1027,35 @@ async fn malformed_input_is_a_4xx_problem(api: &Api, cast: &Cast) {
             assert_eq!(a.body["field"], field, "{what}: {}", a.text);
         }
     }
+    // A body over the limit, and one that does not declare its length.
+    let big = api
+        .http
+        .post(format!("{}/api/v1/sessions", api.base))
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"username\":\"gp\",\"password\":\"{}\"}}",
+            "x".repeat(200_000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::BAD_REQUEST);
+    let streamed = api
+        .http
+        .post(format!("{}/api/v1/sessions", api.base))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunked(vec![
+            vec![b' '; 40_000],
+            vec![b' '; 40_000],
+        ])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        streamed.status(),
+        StatusCode::BAD_REQUEST,
+        "a chunked body is capped too"
+    );
     // A body that is not JSON at all.
     let raw = api
         .http
@@ -973,6 +1118,45 @@ async fn access_report_as_csv(api: &Api, cast: &Cast) {
         Some("organisation,role,first_access,last_access,accesses,with_basis,refused")
     );
     assert!(a.text.contains("DEMO-COUNCIL,social_worker"), "{}", a.text);
+}
+
+async fn forwarded_for_is_read_with_care(url: &str) {
+    let server = start(
+        "serve",
+        url,
+        &[
+            ("CARE_ALLOWED_NETWORKS", "127.0.0.0/8"),
+            ("CARE_TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    );
+    let api = Api::new(&server);
+    // Through the trusted proxy, the forwarded client is the one checked.
+    let cases: [(&[u8], bool); 6] = [
+        (b"127.0.0.9", true),
+        (b"203.0.113.9", false),
+        (b"203.0.113.9:4711", false),
+        (b"[2001:db8::1]:443", false),
+        (b"127.0.0.9, garbage", false),
+        (b"\xe9, 127.0.0.9", false),
+    ];
+    for (raw, allowed) in cases {
+        let resp = api
+            .http
+            .get(format!("{}/api/v1/sessions/current", api.base))
+            .header(
+                "X-Forwarded-For",
+                reqwest::header::HeaderValue::from_bytes(raw).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let expected = if allowed {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(resp.status(), expected, "X-Forwarded-For {raw:?}");
+    }
 }
 
 async fn allow_list_refuses_other_networks(url: &str, db: &Database) {
@@ -1084,6 +1268,7 @@ async fn suite(url: &str) {
     sessions_sign_out_and_lockout(&api).await;
     allow_list_refuses_other_networks(url, &db).await;
     idle_sessions_end(url).await;
+    forwarded_for_is_read_with_care(url).await;
     sign_in_is_rate_limited(url, &db).await;
     // Metrics name routes, never people.
     let metrics = api.call(Method::GET, "/metrics", None, &[], None).await;
