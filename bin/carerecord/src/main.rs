@@ -1,6 +1,7 @@
 //! `carerecord`: the composition root. The only place that picks adapters for ports.
 
 mod bench_http;
+mod cache;
 mod demo;
 mod load_test;
 mod metrics;

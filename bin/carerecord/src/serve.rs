@@ -210,6 +210,7 @@ pub async fn wire(
     };
     let mut ports = db.ports(Arc::new(policy), Arc::new(SystemClock), Arc::new(UuidV7Ids));
     ports.audit = crate::metrics::counting_audit(ports.audit, metrics.clone());
+    ports.sources = crate::cache::cached_sources(ports.sources);
     let services = Services::new(ports);
     let (accounts, sessions, security) = db.identity_stores();
     let identity = IdentityPorts {
