@@ -163,7 +163,9 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
             let path = req.uri().path().to_owned();
             self.state.observer.refusal("network_refused");
             let recorded = client.unwrap_or(peer);
-            if let Err(e) = self
+            if !self.state.limits.may_record_refusal(recorded) {
+                self.state.observer.refusal("network_refused_unrecorded");
+            } else if let Err(e) = self
                 .state
                 .accounts
                 .record_network_refusal(recorded, &path)

@@ -8,11 +8,15 @@ use std::sync::{Arc, Mutex};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+/// Network refusals written to the security log per minute and address.
+pub const REFUSALS_RECORDED_PER_MINUTE: u32 = 60;
+
 /// Sign-in attempts allowed per minute, per address and per account.
 #[derive(Debug)]
 pub struct SignInLimits {
     per_address: DefaultKeyedRateLimiter<IpAddr>,
     per_account: DefaultKeyedRateLimiter<String>,
+    refusal_records: DefaultKeyedRateLimiter<IpAddr>,
     in_progress: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -28,8 +32,19 @@ impl SignInLimits {
         Self {
             per_address: RateLimiter::keyed(quota(per_address)),
             per_account: RateLimiter::keyed(quota(per_account)),
+            refusal_records: RateLimiter::keyed(quota(REFUSALS_RECORDED_PER_MINUTE)),
             in_progress: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether a network refusal from this address should be written to the security
+    /// log: the first [`REFUSALS_RECORDED_PER_MINUTE`] a minute are, the rest only
+    /// counted in the metrics, so that a scanner cannot fill the database.
+    pub fn may_record_refusal(&self, client: IpAddr) -> bool {
+        if self.refusal_records.len() > 10_000 {
+            self.refusal_records.retain_recent();
+        }
+        self.refusal_records.check_key(&client).is_ok()
     }
 
     /// Waits until no other sign-in for this account is in progress on this server, so

@@ -89,7 +89,17 @@ pub async fn run(config: ServeConfig, metrics: care_telemetry::Metrics) -> anyho
             .provision_password(&UserId::parse(role.as_str())?, &password.0)
             .await?;
     }
-    announce(&config, &dataset, &password)?;
+    let seeded_here = match dataset.generator()?.nhs_number(0) {
+        Some(first) => wired
+            .services
+            .ports()
+            .people
+            .find_by_identifier(&care_person::Identifier::Nhs(first))
+            .await?
+            .is_some(),
+        None => false,
+    };
+    announce(&config, &dataset, &password, seeded_here)?;
     crate::serve::serve(config, wired, metrics).await
 }
 
@@ -137,6 +147,7 @@ fn announce(
     config: &ServeConfig,
     dataset: &Dataset,
     password: &(String, bool),
+    examples_apply: bool,
 ) -> anyhow::Result<()> {
     let generator: Generator = dataset.generator()?;
     let today = generator.now().date_naive();
@@ -148,7 +159,9 @@ fn announce(
             examples.push((label, n));
         }
     };
-    for p in generator.people(DEMO_PEOPLE) {
+    // The examples come from the demo dataset: on a database seeded otherwise, none.
+    let people = if examples_apply { DEMO_PEOPLE } else { 0 };
+    for p in generator.people(people) {
         let nhs = p.person.nhs_number().map(|n| n.formatted());
         let level = p
             .consent
@@ -174,11 +187,19 @@ fn announce(
         }
     }
     let mut out = std::io::stderr().lock();
-    writeln!(
-        out,
-        "carerecord demo: {} people on {}",
-        DEMO_PEOPLE, config.database_url
-    )?;
+    if examples_apply {
+        writeln!(
+            out,
+            "carerecord demo: {DEMO_PEOPLE} people on {}",
+            config.database_url
+        )?;
+    } else {
+        writeln!(
+            out,
+            "carerecord demo: on {} (not the demo dataset: no example NHS numbers)",
+            config.database_url
+        )?;
+    }
     writeln!(
         out,
         "  users: {} — password: {}{}",
