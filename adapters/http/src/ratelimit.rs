@@ -108,4 +108,17 @@ mod tests {
             "the address's limit holds across accounts"
         );
     }
+
+    #[test]
+    fn network_refusals_are_recorded_up_to_a_limit_per_address() {
+        let l = SignInLimits::default();
+        let a: IpAddr = "203.0.113.9".parse().unwrap();
+        let b: IpAddr = "203.0.113.10".parse().unwrap();
+        let recorded = (0..100).filter(|_| l.may_record_refusal(a)).count();
+        assert_eq!(recorded, REFUSALS_RECORDED_PER_MINUTE as usize);
+        assert!(
+            l.may_record_refusal(b),
+            "another address has its own allowance"
+        );
+    }
 }
