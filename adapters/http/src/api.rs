@@ -160,6 +160,17 @@ fn with_basis(mut actor: Actor, req: &Request) -> Result<Actor, Problem> {
     Ok(actor)
 }
 
+/// The actor reading one person's record (with any basis asserted) and whose.
+async fn record_reader(
+    state: &AppState,
+    req: &Request,
+    auth: &BearerAuth,
+    id: &str,
+) -> Result<(Actor, PersonId), Problem> {
+    let actor = with_basis(actor(state, req, auth).await?, req)?;
+    Ok((actor, person_id(id)?))
+}
+
 fn person_id(raw: &str) -> Result<PersonId, Problem> {
     Uuid::parse_str(raw.trim())
         .map(PersonId::from_uuid)
@@ -424,9 +435,7 @@ impl PeopleApi {
         #[oai(name = "X-Access-Basis")] _basis: Header<Option<String>>,
         #[oai(name = "X-Access-Reason")] _reason: Header<Option<String>>,
     ) -> ApiResult<PersonSummaryDto> {
-        let actor = actor(&self.0, req, &auth).await?;
-        let actor = with_basis(actor, req)?;
-        let id = person_id(&id.0)?;
+        let (actor, id) = record_reader(&self.0, req, &auth, &id.0).await?;
         let summary = self
             .0
             .services
@@ -451,9 +460,7 @@ impl PeopleApi {
         #[oai(name = "X-Access-Basis")] _basis: Header<Option<String>>,
         #[oai(name = "X-Access-Reason")] _reason: Header<Option<String>>,
     ) -> ApiResult<ReferralListDto> {
-        let actor = actor(&self.0, req, &auth).await?;
-        let actor = with_basis(actor, req)?;
-        let id = person_id(&id.0)?;
+        let (actor, id) = record_reader(&self.0, req, &auth, &id.0).await?;
         let list = self
             .0
             .services
@@ -478,9 +485,7 @@ impl PeopleApi {
         #[oai(name = "X-Access-Basis")] _basis: Header<Option<String>>,
         #[oai(name = "X-Access-Reason")] _reason: Header<Option<String>>,
     ) -> ApiResult<GpSummaryDto> {
-        let actor = actor(&self.0, req, &auth).await?;
-        let actor = with_basis(actor, req)?;
-        let id = person_id(&id.0)?;
+        let (actor, id) = record_reader(&self.0, req, &auth, &id.0).await?;
         let gp = self
             .0
             .services
