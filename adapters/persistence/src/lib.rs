@@ -43,6 +43,35 @@ pub use people::SqlPeople;
 pub use records::SqlConsent;
 pub use sources::SqlSources;
 
+/// The shape of a connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    /// SQLite connections.
+    pub sqlite_connections: u32,
+    /// SQLite page cache per connection, in MiB.
+    pub sqlite_cache_mib: u32,
+    /// PostgreSQL connections.
+    pub postgres_connections: u32,
+}
+
+impl Pool {
+    /// For batch work: few SQLite connections, 256 MiB of cache each.
+    pub const BATCH: Pool = Pool {
+        sqlite_connections: 8,
+        sqlite_cache_mib: 256,
+        postgres_connections: 16,
+    };
+    /// For serving: 32 SQLite connections of 64 MiB (measured: 2,094–2,764 person
+    /// summaries/s against 1,773–1,784 with the batch shape; docs/BENCHMARKS.md).
+    /// PostgreSQL did not gain from more connections (its server processes share the
+    /// same cores).
+    pub const SERVING: Pool = Pool {
+        sqlite_connections: 32,
+        sqlite_cache_mib: 64,
+        postgres_connections: 16,
+    };
+}
+
 /// A connection pool to the care record's database, SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -50,31 +79,47 @@ pub struct Database {
 }
 
 impl Database {
-    /// Connects to `url`. A SQLite file is created if missing and opened in WAL mode
-    /// with `synchronous = FULL` (a commit is on disk when it returns: the audit's
-    /// promise to each caller),
-    /// foreign keys on and a busy timeout, so concurrent writers wait rather than fail.
+    /// Connects to `url` for batch work (migrate, seed, load tests): on SQLite a few
+    /// connections with a large page cache each. A SQLite file is created if missing and
+    /// opened in WAL mode with `synchronous = FULL` (a commit is on disk when it returns:
+    /// the audit's promise to each caller), foreign keys on and a busy timeout, so
+    /// concurrent writers wait rather than fail.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_with(url, Pool::BATCH).await
+    }
+
+    /// Connects to `url` for serving many concurrent requests: on SQLite, more
+    /// connections (sqlx runs each on its own thread, and a request waits for one per
+    /// statement) with a smaller page cache each, so that memory stays bounded.
+    pub async fn connect_serving(url: &str) -> anyhow::Result<Self> {
+        Self::connect_with(url, Pool::SERVING).await
+    }
+
+    /// Connects with an explicit pool shape.
+    pub async fn connect_with(url: &str, pool: Pool) -> anyhow::Result<Self> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
             .connect_timeout(Duration::from_secs(10))
             .acquire_timeout(Duration::from_secs(30));
         if url.starts_with("sqlite:") {
+            let cache = format!("-{}", u64::from(pool.sqlite_cache_mib) * 1024);
             options
-                .max_connections(8)
+                .max_connections(pool.sqlite_connections)
                 .min_connections(1)
-                .map_sqlx_sqlite_opts(|o| {
+                .map_sqlx_sqlite_opts(move |o| {
                     o.create_if_missing(true)
                         .journal_mode(SqliteJournalMode::Wal)
                         .synchronous(SqliteSynchronous::Full)
                         .foreign_keys(true)
                         .busy_timeout(Duration::from_secs(30))
-                        .pragma("cache_size", "-262144")
+                        .pragma("cache_size", cache.clone())
                         .pragma("temp_store", "memory")
                 });
         } else {
-            options.max_connections(16).min_connections(1);
+            options
+                .max_connections(pool.postgres_connections)
+                .min_connections(1);
         }
         let conn = SeaDatabase::connect(options)
             .await

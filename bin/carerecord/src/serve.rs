@@ -203,7 +203,8 @@ pub async fn wire(
     config: &ServeConfig,
     metrics: &care_telemetry::Metrics,
 ) -> anyhow::Result<Wired> {
-    let db = crate::open(&config.database_url).await?;
+    let db = Database::connect_serving(&config.database_url).await?;
+    db.migrate().await?;
     let policy = match &config.policy {
         Some((model, file)) => CasbinPolicy::load(model, file).await?,
         None => CasbinPolicy::load_default().await?,
