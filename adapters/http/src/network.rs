@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use poem::http::Method;
 use poem::web::RemoteAddr;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use tracing::Instrument;
 
 use crate::problem::{Problem, problem_response, types};
 use crate::{AppState, Observer};
@@ -284,10 +285,19 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
         let started = std::time::Instant::now();
         let method = req.method().as_str().to_owned();
         let route = self.routes.template(req.uri().path()).to_owned();
-        let response = match self.inner.call(req).await {
+        // The request's span: method and route template only — never the path, query or
+        // headers, which carry ids, NHS numbers and names.
+        let span = tracing::info_span!(
+            "http.request",
+            http.request.method = %method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let response = match self.inner.call(req).instrument(span.clone()).await {
             Ok(r) => r.into_response(),
             Err(e) => crate::problem::from_poem_error(e),
         };
+        span.record("http.response.status_code", response.status().as_u16());
         self.observer.request(
             &method,
             &route,
