@@ -312,7 +312,11 @@ async fn migrate(url: &str) -> anyhow::Result<()> {
 
 pub(crate) async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> anyhow::Result<()> {
     let people = dataset.people;
-    let db = open(url).await?;
+    // A bulk load into an empty database: no flush per commit (SQLite), one checkpoint
+    // on a durable connection at the end. Interrupted, the database is not empty and
+    // seed refuses it: start again with a fresh file.
+    let db = Database::connect_with(url, care_persistence::Pool::BULK_LOAD).await?;
+    db.migrate().await?;
     let registry = SqlSources::new(db.clone());
     for source in care_synthetic::sources()? {
         registry.register(&source).await?;
@@ -375,6 +379,8 @@ pub(crate) async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> a
     bar.finish();
     let loaded = started.elapsed();
     db.build_indexes().await?;
+    drop(db);
+    open(url).await?.checkpoint().await?;
     eprintln!(
         "carerecord: seeded {people} people, {alerts} alerts and {referrals} referrals in {:.1} s \
          (rows {:.1} s, indexes built after the load {:.1} s)",
