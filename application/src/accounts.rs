@@ -692,6 +692,27 @@ impl Accounts {
         Ok(org)
     }
 
+    /// The newest security events — sign-ins, sign-outs, network refusals, rate
+    /// limiting — at most `limit` (1 to 1,000), newest first (System Manager).
+    pub async fn security_events(
+        &self,
+        actor: &Actor,
+        limit: usize,
+    ) -> Result<Administered<Vec<SecurityEvent>>, AccessError> {
+        self.refuse_admin(actor, "security_events:list").await?;
+        if !(1..=1_000).contains(&limit) {
+            let bad = InvalidValue::new("limit", "must be 1 to 1000").into();
+            return Err(self
+                .refuse_invalid(actor, "security_events:list", bad)
+                .await);
+        }
+        let receipt = self.gate_admin(actor, "security_events:list").await?;
+        Ok(Self::administered(
+            self.ports.security.recent(limit).await?,
+            receipt,
+        ))
+    }
+
     /// Every organisation (System Manager).
     pub async fn organisations(
         &self,

@@ -877,6 +877,31 @@ impl AdminApi {
         Ok(Json(UserDto::from(&done.value)))
     }
 
+    /// The newest security events, newest first (System Manager): sign-ins succeeded,
+    /// failed and locked, sign-outs, network refusals, rate limiting.
+    #[oai(
+        path = "/security-events",
+        method = "get",
+        tag = "ApiTags::Administration"
+    )]
+    async fn security_events(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        limit: Query<Option<usize>>,
+    ) -> ApiResult<Vec<SecurityEventDto>> {
+        let actor = actor(&self.0, req, &auth).await?;
+        let events = self
+            .0
+            .accounts
+            .security_events(&actor, limit.0.unwrap_or(100))
+            .await
+            .map_err(|e| failed(&self.0, e))?;
+        Ok(Json(
+            events.value.iter().map(SecurityEventDto::from).collect(),
+        ))
+    }
+
     /// Every organisation (System Manager).
     #[oai(
         path = "/organisations",

@@ -928,3 +928,31 @@ pub struct HealthDto {
     /// `ok`.
     pub status: String,
 }
+
+/// A security event (sign-ins, sign-outs, network refusals, rate limiting).
+#[derive(Debug, Object)]
+pub struct SecurityEventDto {
+    /// When.
+    pub at: Timestamp,
+    /// `sign_in_succeeded`, `sign_in_failed`, `sign_in_locked`, `signed_out`,
+    /// `network_refused` or `rate_limited`.
+    pub kind: String,
+    /// The account concerned (for a failed sign-in, the name tried).
+    pub user: Option<String>,
+    /// The client address.
+    pub client: String,
+    /// Detail (never a secret).
+    pub detail: Option<String>,
+}
+
+impl From<&care_application::SecurityEvent> for SecurityEventDto {
+    fn from(e: &care_application::SecurityEvent) -> Self {
+        Self {
+            at: e.at,
+            kind: e.kind.as_str().to_owned(),
+            user: e.user.as_ref().map(|u| u.to_string()),
+            client: e.client.to_string(),
+            detail: e.detail.clone(),
+        }
+    }
+}

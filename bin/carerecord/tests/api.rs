@@ -289,6 +289,10 @@ async fn every_endpoint_against_every_role(api: &Api, cast: &Cast) {
         ("/api/v1/users".to_owned(), &["system_manager"]),
         ("/api/v1/organisations".to_owned(), &["system_manager"]),
         ("/api/v1/feeds".to_owned(), &["system_manager"]),
+        (
+            "/api/v1/security-events?limit=20".to_owned(),
+            &["system_manager"],
+        ),
     ];
     let mut grid = String::new();
     for role in Role::ALL {
@@ -1228,6 +1232,27 @@ async fn sign_in_is_rate_limited(url: &str, db: &Database) {
     assert_problem(&limited, 429, "/rate-limited", "over the limit");
     let (_, _, security) = db.identity_stores();
     let recent = security.recent(20).await.unwrap();
+    // The System Manager reads the same log over the API.
+    let admin = api.token("system_manager").await;
+    let listed = api.get("/api/v1/security-events?limit=50", &admin).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let kinds: Vec<&str> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"rate_limited") && kinds.contains(&"sign_in_failed"),
+        "{kinds:?}"
+    );
+    assert!(
+        !listed.text.contains("not-a-password-at-all"),
+        "no password in the log"
+    );
+    let bad = api.get("/api/v1/security-events?limit=0", &admin).await;
+    assert_eq!(bad.body["field"], "limit", "{}", bad.text);
     assert!(
         recent
             .iter()
