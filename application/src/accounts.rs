@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use care_account::{LockoutPolicy, SessionEnd, SessionPolicy, check_password};
-use care_kernel::{Action, Actor, InvalidValue, OrganisationId, Role, SourceId, Timestamp, UserId};
+use care_kernel::{
+    Action, Actor, InvalidValue, OrganisationId, Role, SourceId, Timestamp, UserId, bounded_text,
+};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -494,7 +496,7 @@ impl Accounts {
     }
 
     async fn validate_new_user(&self, new: &NewUser) -> Result<(), AccessError> {
-        check_text("display_name", &new.display_name, MAX_DISPLAY_NAME)?;
+        bounded_text("display_name", &new.display_name, MAX_DISPLAY_NAME)?;
         check_password(new.user.as_str(), &new.password)?;
         match (new.role, &new.feed_source) {
             (Role::Feed, None) => {
@@ -530,7 +532,7 @@ impl Accounts {
         let account = UserAccount {
             password_hash: self.ports.hasher.hash(&new.password).await?,
             user: new.user,
-            display_name: new.display_name.trim().to_owned(),
+            display_name: bounded_text("display_name", &new.display_name, MAX_DISPLAY_NAME)?,
             organisation: new.organisation,
             role: new.role,
             feed_source: new.feed_source,
@@ -664,7 +666,7 @@ impl Accounts {
     ) -> Result<Administered<Organisation>, AccessError> {
         let what = format!("organisations:create:{id}");
         self.refuse_admin(actor, &what).await?;
-        if let Err(e) = check_text("name", name, MAX_ORG_NAME) {
+        if let Err(e) = bounded_text("name", name, MAX_ORG_NAME) {
             return Err(self.refuse_invalid(actor, &what, e.into()).await);
         }
         let receipt = self.gate_admin(actor, &what).await?;
@@ -677,10 +679,9 @@ impl Accounts {
         id: OrganisationId,
         name: &str,
     ) -> Result<Organisation, AccessError> {
-        check_text("name", name, MAX_ORG_NAME)?;
         let org = Organisation {
             id,
-            name: name.trim().to_owned(),
+            name: bounded_text("name", name, MAX_ORG_NAME)?,
             created_at: self.now(),
         };
         if !self.ports.accounts.create_organisation(&org).await? {
@@ -769,24 +770,4 @@ impl Accounts {
     pub async fn provision_user(&self, new: NewUser) -> Result<UserSummary, AccessError> {
         self.store_new_user(new).await
     }
-}
-
-fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), InvalidValue> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(InvalidValue::new(field, "must not be empty"));
-    }
-    if value.chars().count() > max {
-        return Err(InvalidValue::new(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(InvalidValue::new(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
 }

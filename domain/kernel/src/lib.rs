@@ -37,6 +37,28 @@ impl InvalidValue {
     }
 }
 
+/// A line of free text a person typed (a name, a relationship): whitespace runs become
+/// one space, and it must be 1 to `max` characters with no control characters.
+pub fn bounded_text(field: &'static str, raw: &str, max: usize) -> Result<String, InvalidValue> {
+    let value = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if value.is_empty() {
+        return Err(InvalidValue::new(field, "must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(InvalidValue::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(InvalidValue::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(value)
+}
+
 /// Declares a closed set of named values (a fieldless enum) with `ALL`, `as_str` and a
 /// `parse` that names the field when it refuses a value.
 #[macro_export]

@@ -4,25 +4,7 @@ use care_kernel::{Date, InvalidValue, Source, SourceId, SourceKind, Timestamp};
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
-fn bounded(field: &'static str, raw: &str, max: usize) -> Result<String, InvalidValue> {
-    let value = raw.split_whitespace().collect::<Vec<_>>().join(" ");
-    if value.is_empty() {
-        return Err(InvalidValue::new(field, "must not be empty"));
-    }
-    if value.chars().count() > max {
-        return Err(InvalidValue::new(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(InvalidValue::new(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(value)
-}
+use care_kernel::bounded_text as bounded;
 
 /// A person's name as one source records it. `Debug` is masked: names are personal data.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
