@@ -411,6 +411,26 @@ impl Accounts {
         })
     }
 
+    /// The actor of a feed account that submits over a channel configured for it rather
+    /// than signed in (an MLLP listener): the account must exist and be enabled. Whether
+    /// it may submit for a source is the feed session's check.
+    pub async fn feed_actor(&self, user: &UserId, client: IpAddr) -> Result<Actor, AuthError> {
+        let account = self
+            .ports
+            .accounts
+            .user(user)
+            .await?
+            .ok_or(AuthError::Unknown)?;
+        if account.disabled {
+            return Err(AuthError::Disabled);
+        }
+        let mut actor = Actor::new(account.user, account.organisation, account.role, client);
+        if let Some(source) = account.feed_source {
+            actor = actor.with_feed_source(source);
+        }
+        Ok(actor)
+    }
+
     /// Signs out: the session's token stops working at once, on every server.
     pub async fn sign_out(&self, token: &str, client: IpAddr) -> Result<bool, AuthError> {
         let now = self.now();

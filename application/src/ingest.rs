@@ -15,7 +15,10 @@ use thiserror::Error;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::ports::{AlertRepository, Decision, ReferralRepository, RepoError};
+use crate::ports::{
+    AlertRepository, Decision, FeedFormat, MessageOutcome, QuarantinedMessage, ReferralRepository,
+    RepoError,
+};
 use crate::{AccessError, Services, gate::Access};
 
 /// How a feed names the person a message is about: an NHS number, the source's own
@@ -121,7 +124,164 @@ fn combine(a: UpdateOutcome, b: UpdateOutcome) -> UpdateOutcome {
     }
 }
 
+/// One statement a feed message makes. A message may make several (an ADT with AL1
+/// segments states demographics and allergies); they are applied in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestCommand {
+    /// A source's statement of a person's demographics (HL7 ADT A01/A04/A08/A28/A31,
+    /// FHIR Patient), with what it says about death.
+    Demographics {
+        /// Whom it is about.
+        identity: PersonIdentity,
+        /// When the source made the statement.
+        source_time: Timestamp,
+        /// What it says.
+        demographics: Demographics,
+        /// What it says about death.
+        death: DeathStatement,
+    },
+    /// A source's statement about death alone.
+    Death {
+        /// Whom it is about.
+        identity: PersonIdentity,
+        /// When the source made the statement.
+        source_time: Timestamp,
+        /// What it says.
+        death: DeathStatement,
+    },
+    /// A source says two of its records are one person (HL7 A40).
+    Merge {
+        /// The record that stays.
+        survivor: PersonIdentity,
+        /// The record merged into it, named by the source's local id.
+        retired: PersonIdentity,
+        /// When the source made the statement.
+        source_time: Timestamp,
+    },
+    /// An alert (HL7 AL1, FHIR Flag / AllergyIntolerance, CSV).
+    Alert {
+        /// Whom it is about.
+        identity: PersonIdentity,
+        /// The source's own reference for the alert.
+        source_ref: String,
+        /// What it says.
+        details: AlertDetails,
+        /// When the source made the statement.
+        source_time: Timestamp,
+    },
+    /// A referral (HL7 REF^I12–I14, FHIR ServiceRequest, CSV).
+    Referral {
+        /// Whom it is about.
+        identity: PersonIdentity,
+        /// The source's own reference for the referral.
+        source_ref: String,
+        /// What it says.
+        details: ReferralDetails,
+        /// When the source made the statement.
+        source_time: Timestamp,
+    },
+}
+
+impl IngestCommand {
+    fn identities(&self) -> Vec<&PersonIdentity> {
+        match self {
+            IngestCommand::Demographics { identity, .. }
+            | IngestCommand::Death { identity, .. }
+            | IngestCommand::Alert { identity, .. }
+            | IngestCommand::Referral { identity, .. } => vec![identity],
+            IngestCommand::Merge {
+                survivor, retired, ..
+            } => vec![survivor, retired],
+        }
+    }
+}
+
+/// A message as a feed received it, set aside because it could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The message's format.
+    pub format: FeedFormat,
+    /// What names the message to its sender (an HL7 control id, a FHIR resource id, a
+    /// CSV line number), if anything does.
+    pub reference: Option<String>,
+    /// The message exactly as received.
+    pub raw: Vec<u8>,
+    /// Why it was not applied, in words a System Manager can act on.
+    pub reason: String,
+}
+
+/// A feed source's messages, from one authorised submitter: an HTTP request, an MLLP
+/// connection, a batch file. Authorised once when opened (a refusal is audited); each
+/// message then is applied or quarantined, and counted in the source's freshness.
+#[derive(Debug, Clone)]
+pub struct FeedSession {
+    services: Services,
+    source: Source,
+}
+
+impl FeedSession {
+    /// The source the session submits for.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Applies one message's statements in order and counts the message. An error names
+    /// what was wrong, fit for [`FeedSession::quarantine`]; statements before the failing
+    /// one stay applied (each is idempotent, so applying the message again after a fix
+    /// is safe).
+    pub async fn apply(&self, commands: &[IngestCommand]) -> Result<UpdateOutcome, IngestError> {
+        let outcome = self.services.apply_commands(&self.source, commands).await?;
+        self.services
+            .ports
+            .sources
+            .record_activity(&self.source.id, self.services.now(), outcome.into())
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Keeps a message that could not be applied, with its reason, and counts it.
+    /// Returns the quarantine entry's id.
+    pub async fn quarantine(&self, rejected: Rejected) -> Result<Uuid, IngestError> {
+        let now = self.services.now();
+        let id = self.services.ports.ids.new_id();
+        self.services
+            .ports
+            .quarantine
+            .put(&QuarantinedMessage {
+                id,
+                source: self.source.id.clone(),
+                format: rejected.format,
+                received_at: now,
+                reference: rejected.reference,
+                raw: rejected.raw,
+                reason: rejected.reason,
+                resolution: None,
+            })
+            .await?;
+        self.services
+            .ports
+            .sources
+            .record_activity(&self.source.id, now, MessageOutcome::Quarantined)
+            .await?;
+        Ok(id)
+    }
+}
+
 impl Services {
+    /// Opens a session for a feed account submitting for `source`: its role must allow
+    /// feed submission and the account must be that source's own. A refusal is audited.
+    pub async fn open_feed(
+        &self,
+        actor: &Actor,
+        source: &SourceId,
+    ) -> Result<FeedSession, IngestError> {
+        let source = self.authorize_feed(actor, source).await?;
+        Ok(FeedSession {
+            services: self.clone(),
+            source,
+        })
+    }
+
     /// Checks that the actor may submit for `source` (role, and a feed account's own
     /// source only), auditing a refusal, and returns the registered source.
     async fn authorize_feed(
@@ -144,12 +304,125 @@ impl Services {
                 _ => Err(IngestError::Forbidden(source.clone())),
             };
         }
+        self.registered_source(source).await
+    }
+
+    pub(crate) async fn registered_source(&self, source: &SourceId) -> Result<Source, IngestError> {
         self.ports
             .sources
             .get(source)
             .await?
             .map(|info| info.source)
             .ok_or_else(|| IngestError::UnknownSource(source.clone()))
+    }
+
+    /// Applies a message's statements for an authorised source, combining outcomes.
+    pub(crate) async fn apply_commands(
+        &self,
+        source: &Source,
+        commands: &[IngestCommand],
+    ) -> Result<UpdateOutcome, IngestError> {
+        if commands.is_empty() {
+            return Err(IngestError::Invalid(InvalidValue::new(
+                "message",
+                "states nothing this record keeps",
+            )));
+        }
+        for command in commands {
+            Self::check_local_ids(source, command.identities())?;
+        }
+        let mut outcome = UpdateOutcome::Unchanged;
+        for command in commands {
+            let one = self.apply_command(source, command).await?;
+            outcome = combine(outcome, one);
+        }
+        Ok(outcome)
+    }
+
+    async fn apply_command(
+        &self,
+        source: &Source,
+        command: &IngestCommand,
+    ) -> Result<UpdateOutcome, IngestError> {
+        match command {
+            IngestCommand::Demographics {
+                identity,
+                source_time,
+                demographics,
+                death,
+            } => {
+                let (_, outcome) = self
+                    .write_person(identity, |person| {
+                        let shown = person.apply_demographics(
+                            source.clone(),
+                            *source_time,
+                            demographics.clone(),
+                        )?;
+                        let died = apply_death(person, source, *source_time, *death)?;
+                        Ok(combine(shown, died))
+                    })
+                    .await?;
+                Ok(outcome)
+            }
+            IngestCommand::Death {
+                identity,
+                source_time,
+                death,
+            } => {
+                let (_, outcome) = self
+                    .write_person(identity, |person| {
+                        apply_death(person, source, *source_time, *death)
+                    })
+                    .await?;
+                Ok(outcome)
+            }
+            IngestCommand::Merge {
+                survivor, retired, ..
+            } => self.merge(source, survivor, retired).await,
+            IngestCommand::Alert {
+                identity,
+                source_ref,
+                details,
+                source_time,
+            } => {
+                self.upsert_item(
+                    self.ports.alerts.as_ref(),
+                    source,
+                    identity,
+                    source_ref,
+                    details.clone(),
+                    *source_time,
+                )
+                .await
+            }
+            IngestCommand::Referral {
+                identity,
+                source_ref,
+                details,
+                source_time,
+            } => {
+                self.upsert_item(
+                    self.ports.referrals.as_ref(),
+                    source,
+                    identity,
+                    source_ref,
+                    details.clone(),
+                    *source_time,
+                )
+                .await
+            }
+        }
+    }
+
+    /// One message for one source: opens a session and applies it (see
+    /// [`Services::open_feed`] and [`FeedSession::apply`]).
+    pub async fn ingest(
+        &self,
+        actor: &Actor,
+        source: &SourceId,
+        commands: &[IngestCommand],
+    ) -> Result<UpdateOutcome, IngestError> {
+        self.open_feed(actor, source).await?.apply(commands).await
     }
 
     fn check_local_ids<'a>(
@@ -220,77 +493,17 @@ impl Services {
         Err(IngestError::Busy)
     }
 
-    async fn note_activity(
-        &self,
-        source: &Source,
-        outcome: UpdateOutcome,
-    ) -> Result<(), IngestError> {
-        self.ports
-            .sources
-            .record_activity(&source.id, self.now(), outcome)
-            .await?;
-        Ok(())
-    }
-
-    /// A source's statement of a person's demographics (HL7 ADT A01/A04/A08/A28/A31,
-    /// FHIR Patient), with what it says about death.
-    pub async fn ingest_demographics(
-        &self,
-        actor: &Actor,
-        source: &SourceId,
-        identity: &PersonIdentity,
-        source_time: Timestamp,
-        demographics: Demographics,
-        death: DeathStatement,
-    ) -> Result<UpdateOutcome, IngestError> {
-        let source = self.authorize_feed(actor, source).await?;
-        Self::check_local_ids(&source, [identity])?;
-        let (_, outcome) = self
-            .write_person(identity, |person| {
-                let shown =
-                    person.apply_demographics(source.clone(), source_time, demographics.clone())?;
-                let died = apply_death(person, &source, source_time, death)?;
-                Ok(combine(shown, died))
-            })
-            .await?;
-        self.note_activity(&source, outcome).await?;
-        Ok(outcome)
-    }
-
-    /// A source's statement about death alone.
-    pub async fn ingest_death(
-        &self,
-        actor: &Actor,
-        source: &SourceId,
-        identity: &PersonIdentity,
-        source_time: Timestamp,
-        death: DeathStatement,
-    ) -> Result<UpdateOutcome, IngestError> {
-        let source = self.authorize_feed(actor, source).await?;
-        Self::check_local_ids(&source, [identity])?;
-        let (_, outcome) = self
-            .write_person(identity, |person| {
-                apply_death(person, &source, source_time, death)
-            })
-            .await?;
-        self.note_activity(&source, outcome).await?;
-        Ok(outcome)
-    }
-
     /// A source says two of its records are one person (HL7 A40): the retired record is
     /// merged into the survivor with everything it held, its alerts and referrals follow,
     /// and later messages naming the retired identifier reach the survivor. Running the
     /// same merge again changes nothing (and finishes moving items if a run was cut short).
     /// A source merges only its own records: the retired one is named by its local id.
-    pub async fn ingest_merge(
+    async fn merge(
         &self,
-        actor: &Actor,
-        source: &SourceId,
+        source: &Source,
         survivor: &PersonIdentity,
         retired: &PersonIdentity,
-        _source_time: Timestamp,
     ) -> Result<UpdateOutcome, IngestError> {
-        let source = self.authorize_feed(actor, source).await?;
         Self::check_local_ids(&source, [survivor, retired])?;
         let Some(retired_local) = retired.local_id() else {
             return Err(InvalidValue::new(
@@ -356,13 +569,65 @@ impl Services {
                     outcome
                 }
             };
-            self.note_activity(&source, outcome).await?;
             return Ok(outcome);
         }
         Err(IngestError::Busy)
     }
 
-    /// A source's statement of an alert (HL7 AL1, FHIR Flag / AllergyIntolerance, CSV).
+    /// [`IngestCommand::Demographics`] as one message (see [`Services::ingest`]).
+    pub async fn ingest_demographics(
+        &self,
+        actor: &Actor,
+        source: &SourceId,
+        identity: &PersonIdentity,
+        source_time: Timestamp,
+        demographics: Demographics,
+        death: DeathStatement,
+    ) -> Result<UpdateOutcome, IngestError> {
+        let command = IngestCommand::Demographics {
+            identity: identity.clone(),
+            source_time,
+            demographics,
+            death,
+        };
+        self.ingest(actor, source, &[command]).await
+    }
+
+    /// [`IngestCommand::Death`] as one message.
+    pub async fn ingest_death(
+        &self,
+        actor: &Actor,
+        source: &SourceId,
+        identity: &PersonIdentity,
+        source_time: Timestamp,
+        death: DeathStatement,
+    ) -> Result<UpdateOutcome, IngestError> {
+        let command = IngestCommand::Death {
+            identity: identity.clone(),
+            source_time,
+            death,
+        };
+        self.ingest(actor, source, &[command]).await
+    }
+
+    /// [`IngestCommand::Merge`] as one message.
+    pub async fn ingest_merge(
+        &self,
+        actor: &Actor,
+        source: &SourceId,
+        survivor: &PersonIdentity,
+        retired: &PersonIdentity,
+        source_time: Timestamp,
+    ) -> Result<UpdateOutcome, IngestError> {
+        let command = IngestCommand::Merge {
+            survivor: survivor.clone(),
+            retired: retired.clone(),
+            source_time,
+        };
+        self.ingest(actor, source, &[command]).await
+    }
+
+    /// [`IngestCommand::Alert`] as one message.
     pub async fn ingest_alert(
         &self,
         actor: &Actor,
@@ -372,23 +637,16 @@ impl Services {
         details: AlertDetails,
         source_time: Timestamp,
     ) -> Result<UpdateOutcome, IngestError> {
-        let source = self.authorize_feed(actor, source).await?;
-        Self::check_local_ids(&source, [identity])?;
-        let outcome = self
-            .upsert_item(
-                self.ports.alerts.as_ref(),
-                &source,
-                identity,
-                source_ref,
-                details,
-                source_time,
-            )
-            .await?;
-        self.note_activity(&source, outcome).await?;
-        Ok(outcome)
+        let command = IngestCommand::Alert {
+            identity: identity.clone(),
+            source_ref: source_ref.to_owned(),
+            details,
+            source_time,
+        };
+        self.ingest(actor, source, &[command]).await
     }
 
-    /// A source's statement of a referral (HL7 REF^I12–I14, FHIR ServiceRequest, CSV).
+    /// [`IngestCommand::Referral`] as one message.
     pub async fn ingest_referral(
         &self,
         actor: &Actor,
@@ -398,20 +656,13 @@ impl Services {
         details: ReferralDetails,
         source_time: Timestamp,
     ) -> Result<UpdateOutcome, IngestError> {
-        let source = self.authorize_feed(actor, source).await?;
-        Self::check_local_ids(&source, [identity])?;
-        let outcome = self
-            .upsert_item(
-                self.ports.referrals.as_ref(),
-                &source,
-                identity,
-                source_ref,
-                details,
-                source_time,
-            )
-            .await?;
-        self.note_activity(&source, outcome).await?;
-        Ok(outcome)
+        let command = IngestCommand::Referral {
+            identity: identity.clone(),
+            source_ref: source_ref.to_owned(),
+            details,
+            source_time,
+        };
+        self.ingest(actor, source, &[command]).await
     }
 
     /// Creates or updates an alert or referral from a source's statement, retrying when

@@ -12,6 +12,7 @@ mod gate;
 mod ingest;
 mod oversight;
 pub mod ports;
+mod quarantine;
 mod reads;
 pub mod views;
 
@@ -27,14 +28,19 @@ pub use accounts::{
 };
 pub use care_account::{LockoutPolicy, SessionEnd, SessionPolicy};
 pub use consent::ConsentCommand;
-pub use ingest::{DeathStatement, IngestError, PersonIdentity};
+pub use ingest::{
+    DeathStatement, FeedSession, IngestCommand, IngestError, PersonIdentity, Rejected,
+};
 pub use oversight::{FeedSourceStatus, FeedStatus};
 pub use ports::{
     AccessPolicy, AccessRequest, AccountStore, AlertRepository, AuditError, AuditLog, Clock,
-    ConsentRepository, Decision, IdGenerator, Organisation, PasswordHasher, PersonRepository,
-    ReferralRepository, RepoError, SecurityEvent, SecurityEventKind, SecurityLog, SessionRecord,
-    SessionStore, SourceInfo, SourceRegistry, SubjectState, TokenHash, TokenSource, UserAccount,
+    ConsentRepository, Decision, FeedFormat, IdGenerator, MessageOutcome, Organisation,
+    PasswordHasher, PersonRepository, QuarantineFilter, QuarantineStore, QuarantinedMessage,
+    ReferralRepository, RepoError, Resolution, SecurityEvent, SecurityEventKind, SecurityLog,
+    SessionRecord, SessionStore, SourceInfo, SourceRegistry, SubjectState, TokenHash, TokenSource,
+    UserAccount,
 };
+pub use quarantine::{QUARANTINE_PAGE_MAX, QuarantineList, Resubmission};
 pub use reads::SEARCH_LIMIT;
 pub use views::AuditReceipt;
 
@@ -113,6 +119,8 @@ pub struct Ports {
     pub policy: Arc<dyn AccessPolicy>,
     /// Feed sources.
     pub sources: Arc<dyn SourceRegistry>,
+    /// Feed messages that could not be applied.
+    pub quarantine: Arc<dyn QuarantineStore>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Id generation.

@@ -163,6 +163,8 @@ pub struct SourceInfo {
     pub applied: u64,
     /// Messages that changed nothing (repeats, or older than what is held).
     pub unchanged: u64,
+    /// Messages set aside in the quarantine.
+    pub quarantined: u64,
 }
 
 impl SourceInfo {
@@ -175,6 +177,7 @@ impl SourceInfo {
             last_message_at: None,
             applied: 0,
             unchanged: 0,
+            quarantined: 0,
         }
     }
 
@@ -190,9 +193,30 @@ impl SourceInfo {
     }
 }
 
+/// What became of one message, for a source's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageOutcome {
+    /// It changed the record.
+    Applied,
+    /// It changed nothing (a repeat, or older than what is held).
+    Unchanged,
+    /// It was set aside in the quarantine.
+    Quarantined,
+}
+
+impl From<UpdateOutcome> for MessageOutcome {
+    fn from(outcome: UpdateOutcome) -> Self {
+        match outcome {
+            UpdateOutcome::Applied => MessageOutcome::Applied,
+            UpdateOutcome::Unchanged | UpdateOutcome::Stale => MessageOutcome::Unchanged,
+        }
+    }
+}
+
 /// The registry of feed sources. Contract: `register` inserts or updates a source's
 /// description and keeps its activity; `record_activity` moves `last_message_at` forward
-/// (never back) and adds to the counters; unknown sources give `Ok(None)` / no change.
+/// (never back) and adds one to the counter of the outcome; unknown sources give
+/// `Ok(None)` / no change.
 #[async_trait]
 pub trait SourceRegistry: Send + Sync {
     /// One source.
@@ -206,8 +230,88 @@ pub trait SourceRegistry: Send + Sync {
         &self,
         id: &SourceId,
         at: Timestamp,
-        outcome: UpdateOutcome,
+        outcome: MessageOutcome,
     ) -> Result<(), RepoError>;
+}
+
+named_enum!(
+    /// How a feed message was written.
+    FeedFormat, "format" {
+        /// HL7 version 2 (pipe-delimited), over MLLP or HTTP.
+        Hl7v2 => "hl7v2",
+        /// A FHIR R4 resource (JSON).
+        Fhir => "fhir",
+        /// A row of a referrals CSV extract.
+        CsvReferrals => "csv_referrals",
+        /// A row of an alerts CSV extract.
+        CsvAlerts => "csv_alerts",
+    }
+);
+
+/// How a quarantined message was dealt with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// When.
+    pub at: Timestamp,
+    /// By whom (the System Manager who re-submitted it).
+    pub by: UserId,
+    /// What applying it did.
+    pub outcome: UpdateOutcome,
+    /// The message applied in its place, when the System Manager corrected it.
+    pub corrected: Option<Vec<u8>>,
+}
+
+/// A feed message that could not be applied, kept with its raw bytes and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedMessage {
+    /// Its id.
+    pub id: Uuid,
+    /// The source it came from.
+    pub source: SourceId,
+    /// How it was written.
+    pub format: FeedFormat,
+    /// When it arrived.
+    pub received_at: Timestamp,
+    /// What names it to its sender (HL7 control id, FHIR resource id, CSV line).
+    pub reference: Option<String>,
+    /// The message exactly as received.
+    pub raw: Vec<u8>,
+    /// Why it was not applied.
+    pub reason: String,
+    /// Set once it has been re-submitted and applied.
+    pub resolution: Option<Resolution>,
+}
+
+/// Which quarantined messages to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuarantineFilter {
+    /// Only this source's.
+    pub source: Option<SourceId>,
+    /// Only those not yet resolved.
+    pub open_only: bool,
+}
+
+/// The quarantine. Contract:
+/// - `put` stores a new entry (ids are unique) with its raw bytes unchanged.
+/// - `get` returns an entry by id, resolved or not.
+/// - `list` returns the entries matching the filter, newest first (ties by id), at most
+///   `limit`.
+/// - `resolve` sets the resolution of an open entry and returns `true`; an entry already
+///   resolved (or unknown) keeps what it has and gives `false`.
+#[async_trait]
+pub trait QuarantineStore: Send + Sync {
+    /// Keeps a message.
+    async fn put(&self, message: &QuarantinedMessage) -> Result<(), RepoError>;
+    /// One entry.
+    async fn get(&self, id: Uuid) -> Result<Option<QuarantinedMessage>, RepoError>;
+    /// Entries, newest first.
+    async fn list(
+        &self,
+        filter: &QuarantineFilter,
+        limit: usize,
+    ) -> Result<Vec<QuarantinedMessage>, RepoError>;
+    /// Marks an open entry resolved.
+    async fn resolve(&self, id: Uuid, resolution: &Resolution) -> Result<bool, RepoError>;
 }
 
 /// The time. The only way the application learns it.

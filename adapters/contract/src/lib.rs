@@ -14,9 +14,11 @@ use std::time::Duration;
 use care_access_audit::{AuditEvent, ChainVerifier, Outcome};
 use care_alert::{Alert, AlertCategory, AlertDetails, Severity};
 use care_application::{
-    AccountStore, AlertRepository, AuditLog, Clock, ConsentRepository, IdGenerator, Organisation,
-    PersonRepository, ReferralRepository, RepoError, SecurityEvent, SecurityEventKind, SecurityLog,
-    SessionRecord, SessionStore, SourceInfo, SourceRegistry, TokenHash, UserAccount,
+    AccountStore, AlertRepository, AuditLog, Clock, ConsentRepository, FeedFormat, IdGenerator,
+    MessageOutcome, Organisation, PersonRepository, QuarantineFilter, QuarantineStore,
+    QuarantinedMessage, ReferralRepository, RepoError, Resolution, SecurityEvent,
+    SecurityEventKind, SecurityLog, SessionRecord, SessionStore, SourceInfo, SourceRegistry,
+    TokenHash, UserAccount,
 };
 use care_consent::{Consent, ConsentLevel, Representative};
 use care_kernel::{
@@ -630,20 +632,24 @@ pub async fn source_registry(registry: &dyn SourceRegistry) {
     );
 
     registry
-        .record_activity(&council.id, at(100), UpdateOutcome::Applied)
+        .record_activity(&council.id, at(100), MessageOutcome::Applied)
         .await
         .unwrap();
     registry
-        .record_activity(&council.id, at(50), UpdateOutcome::Unchanged)
+        .record_activity(&council.id, at(50), MessageOutcome::Unchanged)
         .await
         .unwrap();
     registry
-        .record_activity(&council.id, at(60), UpdateOutcome::Stale)
+        .record_activity(&council.id, at(60), UpdateOutcome::Stale.into())
+        .await
+        .unwrap();
+    registry
+        .record_activity(&council.id, at(70), MessageOutcome::Quarantined)
         .await
         .unwrap();
     let seen = registry.get(&council.id).await.unwrap().unwrap();
     assert_eq!(seen.last_message_at, Some(at(100)), "never moves back");
-    assert_eq!((seen.applied, seen.unchanged), (1, 2));
+    assert_eq!((seen.applied, seen.unchanged, seen.quarantined), (1, 2, 1));
 
     // Re-registering keeps the activity.
     let renamed = SourceInfo::new(
@@ -655,15 +661,134 @@ pub async fn source_registry(registry: &dyn SourceRegistry) {
     let seen = registry.get(&council.id).await.unwrap().unwrap();
     assert_eq!(seen.name, "Dorset Council (Mosaic)");
     assert_eq!(seen.last_message_at, Some(at(100)));
-    assert_eq!(seen.applied, 1);
+    assert_eq!((seen.applied, seen.quarantined), (1, 1));
 
     // Unknown sources are ignored.
     let ghost = source(SourceKind::Other);
     registry
-        .record_activity(&ghost.id, at(1), UpdateOutcome::Applied)
+        .record_activity(&ghost.id, at(1), MessageOutcome::Applied)
         .await
         .unwrap();
     assert_eq!(registry.get(&ghost.id).await.unwrap(), None);
+}
+
+/// The [`QuarantineStore`] contract. `sources` registers the sources the entries name
+/// (a database keeps entries only for known sources).
+pub async fn quarantine_store(store: &dyn QuarantineStore, sources: &dyn SourceRegistry) {
+    let acute = source(SourceKind::Acute);
+    let council = source(SourceKind::SocialCare);
+    for s in [&acute, &council] {
+        sources
+            .register(&SourceInfo::new(s.clone(), "feed", Duration::from_secs(60)))
+            .await
+            .unwrap();
+    }
+    // Raw bytes kept exactly, including ones that are not text.
+    let raw: Vec<u8> = b"MSH|^~\\&|PAS\r\x0b\x1c\x00\xff\xfe PID|1\r".to_vec();
+    let entry =
+        |id: Uuid, source: &Source, secs: i64, reference: Option<&str>| QuarantinedMessage {
+            id,
+            source: source.id.clone(),
+            format: FeedFormat::Hl7v2,
+            received_at: at_micros(secs, 123_456),
+            reference: reference.map(str::to_owned),
+            raw: raw.clone(),
+            reason: "PID-3: no NHS number or local id — «Zoë»".into(),
+            resolution: None,
+        };
+    let first = entry(Uuid::new_v4(), &acute, 10, Some("MSG00001"));
+    let second = entry(Uuid::new_v4(), &acute, 20, None);
+    let third = QuarantinedMessage {
+        format: FeedFormat::CsvReferrals,
+        ..entry(Uuid::new_v4(), &council, 30, Some("line 17"))
+    };
+    assert_eq!(store.get(first.id).await.unwrap(), None);
+    for e in [&first, &second, &third] {
+        store.put(e).await.unwrap();
+    }
+    assert_eq!(store.get(first.id).await.unwrap().as_ref(), Some(&first));
+    assert_eq!(store.get(third.id).await.unwrap().as_ref(), Some(&third));
+    assert!(
+        store.put(&first).await.is_err(),
+        "an id is stored once: a second put must not replace the first"
+    );
+
+    // Newest first, by source, limited.
+    let acute_only = QuarantineFilter {
+        source: Some(acute.id.clone()),
+        open_only: false,
+    };
+    let listed = store.list(&acute_only, 10).await.unwrap();
+    assert_eq!(listed, vec![second.clone(), first.clone()]);
+    assert_eq!(
+        store.list(&acute_only, 1).await.unwrap(),
+        vec![second.clone()]
+    );
+    let council_only = QuarantineFilter {
+        source: Some(council.id.clone()),
+        open_only: true,
+    };
+    assert_eq!(
+        store.list(&council_only, 10).await.unwrap(),
+        vec![third.clone()]
+    );
+    let everything = store
+        .list(&QuarantineFilter::default(), 10_000)
+        .await
+        .unwrap();
+    for e in [&first, &second, &third] {
+        assert!(
+            everything.contains(e),
+            "an unfiltered list holds every entry"
+        );
+    }
+    assert!(
+        everything
+            .windows(2)
+            .all(|w| w[0].received_at >= w[1].received_at),
+        "newest first"
+    );
+
+    // Resolving: once, keeping the original bytes; resolved entries leave the open list.
+    let resolution = Resolution {
+        at: at_micros(40, 7),
+        by: UserId::parse("sm.jones").unwrap(),
+        outcome: UpdateOutcome::Applied,
+        corrected: Some(b"MSH|^~\\&|fixed".to_vec()),
+    };
+    assert!(store.resolve(first.id, &resolution).await.unwrap());
+    let later = Resolution {
+        at: at_micros(50, 0),
+        outcome: UpdateOutcome::Unchanged,
+        corrected: None,
+        ..resolution.clone()
+    };
+    assert!(
+        !store.resolve(first.id, &later).await.unwrap(),
+        "the first resolution stands"
+    );
+    assert!(!store.resolve(Uuid::new_v4(), &later).await.unwrap());
+    let resolved = store.get(first.id).await.unwrap().unwrap();
+    assert_eq!(resolved.resolution.as_ref(), Some(&resolution));
+    assert_eq!(resolved.raw, raw, "the original message is kept");
+    let open_acute = QuarantineFilter {
+        source: Some(acute.id.clone()),
+        open_only: true,
+    };
+    assert_eq!(
+        store.list(&open_acute, 10).await.unwrap(),
+        vec![second.clone()]
+    );
+    let plain = Resolution {
+        corrected: None,
+        outcome: UpdateOutcome::Stale,
+        ..resolution
+    };
+    assert!(store.resolve(second.id, &plain).await.unwrap());
+    assert_eq!(
+        store.get(second.id).await.unwrap().unwrap().resolution,
+        Some(plain)
+    );
 }
 
 /// A time with microseconds (what every adapter keeps exactly).

@@ -15,8 +15,8 @@ pub use accounts::{InMemoryAccounts, InMemorySecurityLog, InMemorySessions};
 
 pub use policy::SpecPolicy;
 pub use stores::{
-    InMemoryAlerts, InMemoryAuditLog, InMemoryConsent, InMemoryPeople, InMemoryReferrals,
-    InMemorySources,
+    InMemoryAlerts, InMemoryAuditLog, InMemoryConsent, InMemoryPeople, InMemoryQuarantine,
+    InMemoryReferrals, InMemorySources,
 };
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -95,6 +95,7 @@ pub fn in_memory_ports(policy: Arc<dyn AccessPolicy>, clock: Arc<dyn Clock>) -> 
         audit: Arc::new(InMemoryAuditLog::default()),
         policy,
         sources: Arc::new(InMemorySources::default()),
+        quarantine: Arc::new(InMemoryQuarantine::default()),
         clock,
         ids: Arc::new(UuidV7Ids),
     }

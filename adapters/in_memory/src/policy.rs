@@ -54,7 +54,7 @@ impl SpecPolicy {
             }
             Role::SystemManager => match action {
                 ReadSourceDemographics => shown(false),
-                ManageUsers | ViewFeedStatus => subject.is_none(),
+                ManageUsers | ViewFeedStatus | ResubmitQuarantine => subject.is_none(),
                 _ => false,
             },
             Role::Dpo => match action {

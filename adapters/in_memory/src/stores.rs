@@ -5,13 +5,15 @@ use async_trait::async_trait;
 use care_access_audit::{AuditEvent, ChainHead, ChainedEvent};
 use care_alert::Alert;
 use care_application::{
-    AlertRepository, AuditError, AuditLog, ConsentRepository, PersonRepository, ReferralRepository,
-    RepoError, SourceInfo, SourceRegistry,
+    AlertRepository, AuditError, AuditLog, ConsentRepository, MessageOutcome, PersonRepository,
+    QuarantineFilter, QuarantineStore, QuarantinedMessage, ReferralRepository, RepoError,
+    Resolution, SourceInfo, SourceRegistry,
 };
 use care_consent::Consent;
-use care_kernel::{AlertId, PersonId, ReferralId, SourceId, Timestamp, UpdateOutcome};
+use care_kernel::{AlertId, PersonId, ReferralId, SourceId, Timestamp};
 use care_person::{Identifier, NhsNumber, Person, SearchCriteria};
 use care_referral::Referral;
+use uuid::Uuid;
 
 use crate::lock;
 
@@ -376,6 +378,7 @@ impl SourceRegistry for InMemorySources {
             info.last_message_at = existing.last_message_at;
             info.applied = existing.applied;
             info.unchanged = existing.unchanged;
+            info.quarantined = existing.quarantined;
         }
         state.insert(info.source.id.clone(), info);
         Ok(())
@@ -385,16 +388,65 @@ impl SourceRegistry for InMemorySources {
         &self,
         id: &SourceId,
         at: Timestamp,
-        outcome: UpdateOutcome,
+        outcome: MessageOutcome,
     ) -> Result<(), RepoError> {
         let mut state = lock(&self.state);
         if let Some(info) = state.get_mut(id) {
             info.last_message_at = Some(info.last_message_at.map_or(at, |last| last.max(at)));
             match outcome {
-                UpdateOutcome::Applied => info.applied += 1,
-                UpdateOutcome::Unchanged | UpdateOutcome::Stale => info.unchanged += 1,
+                MessageOutcome::Applied => info.applied += 1,
+                MessageOutcome::Unchanged => info.unchanged += 1,
+                MessageOutcome::Quarantined => info.quarantined += 1,
             }
         }
         Ok(())
+    }
+}
+
+/// The quarantine, in memory.
+#[derive(Debug, Default)]
+pub struct InMemoryQuarantine {
+    state: Mutex<HashMap<Uuid, QuarantinedMessage>>,
+}
+
+#[async_trait]
+impl QuarantineStore for InMemoryQuarantine {
+    async fn put(&self, message: &QuarantinedMessage) -> Result<(), RepoError> {
+        let mut state = lock(&self.state);
+        if state.contains_key(&message.id) {
+            return Err(RepoError::Conflict);
+        }
+        state.insert(message.id, message.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<QuarantinedMessage>, RepoError> {
+        Ok(lock(&self.state).get(&id).cloned())
+    }
+
+    async fn list(
+        &self,
+        filter: &QuarantineFilter,
+        limit: usize,
+    ) -> Result<Vec<QuarantinedMessage>, RepoError> {
+        let state = lock(&self.state);
+        let mut found: Vec<&QuarantinedMessage> = state
+            .values()
+            .filter(|m| filter.source.as_ref().is_none_or(|s| *s == m.source))
+            .filter(|m| !filter.open_only || m.resolution.is_none())
+            .collect();
+        found.sort_by(|a, b| b.received_at.cmp(&a.received_at).then(a.id.cmp(&b.id)));
+        Ok(found.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn resolve(&self, id: Uuid, resolution: &Resolution) -> Result<bool, RepoError> {
+        let mut state = lock(&self.state);
+        match state.get_mut(&id) {
+            Some(m) if m.resolution.is_none() => {
+                m.resolution = Some(resolution.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use care_in_memory::{
     InMemoryAccounts, InMemoryAlerts, InMemoryAuditLog, InMemoryConsent, InMemoryPeople,
-    InMemoryReferrals, InMemorySecurityLog, InMemorySessions, InMemorySources, ManualClock,
-    SystemClock, UuidV7Ids,
+    InMemoryQuarantine, InMemoryReferrals, InMemorySecurityLog, InMemorySessions, InMemorySources,
+    ManualClock, SystemClock, UuidV7Ids,
 };
 
 #[tokio::test]
@@ -42,6 +42,12 @@ async fn the_audit_log_keeps_the_audit_log_contract() {
 #[tokio::test]
 async fn sources_keep_the_source_registry_contract() {
     care_contract::source_registry(&InMemorySources::default()).await;
+}
+
+#[tokio::test]
+async fn the_quarantine_keeps_the_quarantine_store_contract() {
+    care_contract::quarantine_store(&InMemoryQuarantine::default(), &InMemorySources::default())
+        .await;
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ mod indexes;
 mod items;
 pub mod migration;
 mod people;
+mod quarantine;
 mod records;
 mod sources;
 
@@ -40,6 +41,7 @@ pub use audit::SqlAuditLog;
 pub use import::{ImportBatch, PreparedImport};
 pub use items::{SqlAlerts, SqlItems, SqlReferrals, StoredItem};
 pub use people::SqlPeople;
+pub use quarantine::SqlQuarantine;
 pub use records::SqlConsent;
 pub use sources::SqlSources;
 
@@ -200,6 +202,7 @@ impl Database {
             audit: Arc::new(SqlAuditLog::new(self.clone())),
             policy,
             sources: Arc::new(SqlSources::new(self.clone())),
+            quarantine: Arc::new(SqlQuarantine::new(self.clone())),
             clock,
             ids,
         }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use care_application::{RepoError, SourceInfo, SourceRegistry};
-use care_kernel::{Source, SourceId, SourceKind, Timestamp, UpdateOutcome};
+use care_application::{MessageOutcome, RepoError, SourceInfo, SourceRegistry};
+use care_kernel::{Source, SourceId, SourceKind, Timestamp};
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 
 use crate::{Database, col, from_micros, micros, unexpected};
@@ -32,6 +32,7 @@ impl SqlSources {
             last_message_at: last.map(from_micros).transpose()?,
             applied: u64::try_from(col::<i64>(row, 5)?).unwrap_or(0),
             unchanged: u64::try_from(col::<i64>(row, 6)?).unwrap_or(0),
+            quarantined: u64::try_from(col::<i64>(row, 7)?).unwrap_or(0),
         })
     }
 
@@ -40,7 +41,8 @@ impl SqlSources {
     }
 }
 
-const COLUMNS: &str = "id, kind, name, expected_interval_secs, last_message_at, applied, unchanged";
+const COLUMNS: &str =
+    "id, kind, name, expected_interval_secs, last_message_at, applied, unchanged, quarantined";
 
 #[async_trait]
 impl SourceRegistry for SqlSources {
@@ -87,19 +89,27 @@ impl SourceRegistry for SqlSources {
         &self,
         id: &SourceId,
         at: Timestamp,
-        outcome: UpdateOutcome,
+        outcome: MessageOutcome,
     ) -> Result<(), RepoError> {
-        let (applied, unchanged): (i64, i64) = match outcome {
-            UpdateOutcome::Applied => (1, 0),
-            UpdateOutcome::Unchanged | UpdateOutcome::Stale => (0, 1),
+        let (applied, unchanged, quarantined): (i64, i64, i64) = match outcome {
+            MessageOutcome::Applied => (1, 0, 0),
+            MessageOutcome::Unchanged => (0, 1, 0),
+            MessageOutcome::Quarantined => (0, 0, 1),
         };
         self.db
             .conn
             .execute_raw(self.db.statement(
                 "UPDATE sources SET \
                  last_message_at = CASE WHEN last_message_at IS NULL OR last_message_at < $1 THEN $1 ELSE last_message_at END, \
-                 applied = applied + $2, unchanged = unchanged + $3 WHERE id = $4",
-                vec![micros(at).into(), applied.into(), unchanged.into(), id.as_str().into()],
+                 applied = applied + $2, unchanged = unchanged + $3, quarantined = quarantined + $4 \
+                 WHERE id = $5",
+                vec![
+                    micros(at).into(),
+                    applied.into(),
+                    unchanged.into(),
+                    quarantined.into(),
+                    id.as_str().into(),
+                ],
             ))
             .await
             .map_err(unexpected)?;

@@ -12,8 +12,8 @@ use care_access_audit::{AuditEvent, ChainBreak, ChainVerifier, Outcome};
 use care_application::{AuditLog, SecurityEvent, SecurityEventKind, SecurityLog};
 use care_kernel::{Action, OrganisationId, PersonId, Purpose, Role, Timestamp, UserId};
 use care_persistence::{
-    Database, SqlAccounts, SqlAlerts, SqlAuditLog, SqlConsent, SqlPeople, SqlReferrals,
-    SqlSecurityLog, SqlSessions, SqlSources,
+    Database, SqlAccounts, SqlAlerts, SqlAuditLog, SqlConsent, SqlPeople, SqlQuarantine,
+    SqlReferrals, SqlSecurityLog, SqlSessions, SqlSources,
 };
 use sea_orm::{ConnectionTrait, DbBackend};
 
@@ -28,6 +28,11 @@ async fn contracts(db: &Database) {
     care_contract::alert_repository(&SqlAlerts::new(db.clone()), &people).await;
     care_contract::consent_repository(&SqlConsent::new(db.clone())).await;
     care_contract::source_registry(&SqlSources::new(db.clone())).await;
+    care_contract::quarantine_store(
+        &SqlQuarantine::new(db.clone()),
+        &SqlSources::new(db.clone()),
+    )
+    .await;
     care_contract::audit_log(Arc::new(SqlAuditLog::new(db.clone()))).await;
     let accounts = SqlAccounts::new(db.clone());
     care_contract::account_store(&accounts).await;

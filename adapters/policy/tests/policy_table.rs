@@ -146,22 +146,23 @@ fn the_built_in_policy_is_the_shipped_files() {
 // about no person (verify the audit, manage users, feeds) are asked with no person.
 
 const SPEC_2: &str = "
-                search_people read_demographics read_banner_alerts read_gp_summary read_referrals read_source_demographics find_identity administer_consent run_access_report verify_audit manage_users view_feed_status submit_feed
-gp              yes           yes               yes                yes             yes            -                        -             -                  -                 -            -            -                -
-clinician       yes           yes               yes                yes             yes            -                        -             -                  -                 -            -            -                -
-social_worker   yes           yes               yes                yes             yes            -                        -             -                  -                 -            -            -                -
-pharmacist      yes           yes               yes                yes             -              -                        -             -                  -                 -            -            -                -
-system_manager  -             -                 -                  -               -              yes                      -             -                  -                 -            yes          yes              -
-dpo             -             -                 -                  -               -              -                        yes           yes                yes               -            -            -                -
-auditor         -             -                 -                  -               -              -                        -             -                  -                 yes          -            -                -
-feed            -             -                 -                  -               -              -                        -             -                  -                 -            -            -                yes
+                search_people read_demographics read_banner_alerts read_gp_summary read_referrals read_source_demographics find_identity administer_consent run_access_report verify_audit manage_users view_feed_status submit_feed resubmit_quarantine
+gp              yes           yes               yes                yes             yes            -                        -             -                  -                 -            -            -                -               -
+clinician       yes           yes               yes                yes             yes            -                        -             -                  -                 -            -            -                -               -
+social_worker   yes           yes               yes                yes             yes            -                        -             -                  -                 -            -            -                -               -
+pharmacist      yes           yes               yes                yes             -              -                        -             -                  -                 -            -            -                -               -
+system_manager  -             -                 -                  -               -              yes                      -             -                  -                 -            yes          yes              -               yes
+dpo             -             -                 -                  -               -              -                        yes           yes                yes               -            -            -                -               -
+auditor         -             -                 -                  -               -              -                        -             -                  -                 yes          -            -                -               -
+feed            -             -                 -                  -               -              -                        -             -                  -                 -            -            -                yes             -
 ";
 
-const ABOUT_NO_PERSON: [&str; 4] = [
+const ABOUT_NO_PERSON: [&str; 5] = [
     "verify_audit",
     "manage_users",
     "view_feed_status",
     "submit_feed",
+    "resubmit_quarantine",
 ];
 
 #[test]

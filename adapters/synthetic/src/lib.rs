@@ -228,7 +228,7 @@ pub async fn load(
         if let Some(at) = at {
             ports
                 .sources
-                .record_activity(&info.source.id, at, UpdateOutcome::Applied)
+                .record_activity(&info.source.id, at, UpdateOutcome::Applied.into())
                 .await?;
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use care_application::{RepoError, SourceInfo, SourceRegistry};
-use care_kernel::{SourceId, Timestamp, UpdateOutcome};
+use care_kernel::{SourceId, Timestamp};
 
 /// How long a listed set of sources is served from memory.
 pub const SOURCES_TTL: Duration = Duration::from_secs(1);
@@ -72,7 +72,7 @@ impl SourceRegistry for Cached {
         &self,
         id: &SourceId,
         at: Timestamp,
-        outcome: UpdateOutcome,
+        outcome: care_application::MessageOutcome,
     ) -> Result<(), RepoError> {
         let done = self.inner.record_activity(id, at, outcome).await;
         self.forget();

@@ -587,6 +587,8 @@ named_enum!(
         ViewFeedStatus => "view_feed_status",
         /// Submit messages for a feed source.
         SubmitFeed => "submit_feed",
+        /// Re-submit a quarantined feed message after a fix.
+        ResubmitQuarantine => "resubmit_quarantine",
     }
 );
 

@@ -2,6 +2,7 @@
 
 mod m20261125_000001_create_core;
 mod m20261126_000001_create_accounts;
+mod m20261126_000002_create_quarantine;
 
 use sea_orm_migration::prelude::*;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_core::Migration),
             Box::new(m20261126_000001_create_accounts::Migration),
+            Box::new(m20261126_000002_create_quarantine::Migration),
         ]
     }
 }

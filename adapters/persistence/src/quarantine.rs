@@ -1,0 +1,173 @@
+//! The feed quarantine in SQLite or PostgreSQL.
+
+use async_trait::async_trait;
+use care_application::{
+    FeedFormat, QuarantineFilter, QuarantineStore, QuarantinedMessage, RepoError, Resolution,
+};
+use care_kernel::{SourceId, UpdateOutcome, UserId};
+use sea_orm::{ConnectionTrait, QueryResult, Value};
+use uuid::Uuid;
+
+use crate::{Database, col, from_micros, micros, unexpected};
+
+/// Quarantined feed messages in the database.
+#[derive(Debug, Clone)]
+pub struct SqlQuarantine {
+    db: Database,
+}
+
+impl SqlQuarantine {
+    /// The quarantine in this database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+const COLUMNS: &str = "id, source_id, format, received_at, reference, raw, reason, \
+                       resolved_at, resolved_by, resolved_outcome, corrected";
+
+fn outcome_name(outcome: UpdateOutcome) -> &'static str {
+    match outcome {
+        UpdateOutcome::Applied => "applied",
+        UpdateOutcome::Unchanged => "unchanged",
+        UpdateOutcome::Stale => "stale",
+    }
+}
+
+fn outcome_of(name: &str) -> Result<UpdateOutcome, RepoError> {
+    match name {
+        "applied" => Ok(UpdateOutcome::Applied),
+        "unchanged" => Ok(UpdateOutcome::Unchanged),
+        "stale" => Ok(UpdateOutcome::Stale),
+        other => Err(RepoError::Unexpected(anyhow::anyhow!(
+            "unknown resolution outcome {other:?}"
+        ))),
+    }
+}
+
+fn decode(row: &QueryResult) -> Result<QuarantinedMessage, RepoError> {
+    let id = Uuid::parse_str(&col::<String>(row, 0)?).map_err(unexpected)?;
+    let resolved_at: Option<i64> = col(row, 7)?;
+    let resolution = match resolved_at {
+        None => None,
+        Some(at) => {
+            let by: Option<String> = col(row, 8)?;
+            let outcome: Option<String> = col(row, 9)?;
+            Some(Resolution {
+                at: from_micros(at)?,
+                by: UserId::parse(&by.unwrap_or_default()).map_err(unexpected)?,
+                outcome: outcome_of(&outcome.unwrap_or_default())?,
+                corrected: col(row, 10)?,
+            })
+        }
+    };
+    Ok(QuarantinedMessage {
+        id,
+        source: SourceId::parse(&col::<String>(row, 1)?).map_err(unexpected)?,
+        format: FeedFormat::parse(&col::<String>(row, 2)?).map_err(unexpected)?,
+        received_at: from_micros(col(row, 3)?)?,
+        reference: col(row, 4)?,
+        raw: col(row, 5)?,
+        reason: col(row, 6)?,
+        resolution,
+    })
+}
+
+#[async_trait]
+impl QuarantineStore for SqlQuarantine {
+    async fn put(&self, message: &QuarantinedMessage) -> Result<(), RepoError> {
+        let (at, by, outcome, corrected) = match &message.resolution {
+            None => (None, None, None, None),
+            Some(r) => (
+                Some(micros(r.at)),
+                Some(r.by.as_str().to_owned()),
+                Some(outcome_name(r.outcome).to_owned()),
+                r.corrected.clone(),
+            ),
+        };
+        self.db
+            .conn
+            .execute_raw(self.db.statement(
+                &format!(
+                    "INSERT INTO quarantine ({COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ),
+                vec![
+                    message.id.to_string().into(),
+                    message.source.as_str().into(),
+                    message.format.as_str().into(),
+                    micros(message.received_at).into(),
+                    message.reference.clone().into(),
+                    message.raw.clone().into(),
+                    message.reason.clone().into(),
+                    at.into(),
+                    by.into(),
+                    outcome.into(),
+                    corrected.into(),
+                ],
+            ))
+            .await
+            .map_err(unexpected)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<QuarantinedMessage>, RepoError> {
+        Ok(self
+            .db
+            .rows(
+                &format!("SELECT {COLUMNS} FROM quarantine WHERE id = $1"),
+                vec![id.to_string().into()],
+                decode,
+            )
+            .await?
+            .pop())
+    }
+
+    async fn list(
+        &self,
+        filter: &QuarantineFilter,
+        limit: usize,
+    ) -> Result<Vec<QuarantinedMessage>, RepoError> {
+        let mut conditions = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        if let Some(source) = &filter.source {
+            values.push(source.as_str().into());
+            conditions.push(format!("source_id = ${}", values.len()));
+        }
+        if filter.open_only {
+            conditions.push("resolved_at IS NULL".to_owned());
+        }
+        let filter_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+        let sql = format!(
+            "SELECT {COLUMNS} FROM quarantine {filter_sql} \
+             ORDER BY received_at DESC, id LIMIT ${}",
+            values.len()
+        );
+        self.db.rows(&sql, values, decode).await
+    }
+
+    async fn resolve(&self, id: Uuid, resolution: &Resolution) -> Result<bool, RepoError> {
+        let done = self
+            .db
+            .conn
+            .execute_raw(self.db.statement(
+                "UPDATE quarantine SET resolved_at = $1, resolved_by = $2, resolved_outcome = $3, \
+                 corrected = $4 WHERE id = $5 AND resolved_at IS NULL",
+                vec![
+                    micros(resolution.at).into(),
+                    resolution.by.as_str().into(),
+                    outcome_name(resolution.outcome).into(),
+                    resolution.corrected.clone().into(),
+                    id.to_string().into(),
+                ],
+            ))
+            .await
+            .map_err(unexpected)?;
+        Ok(done.rows_affected() == 1)
+    }
+}

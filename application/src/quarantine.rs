@@ -1,0 +1,145 @@
+//! The quarantine, for the System Manager: feed messages that could not be applied,
+//! listed with their reasons and re-submitted after a fix (of the message, or of the
+//! mapping that refused it). Reading raw messages shows personal data, so every call is
+//! audited like any other access.
+
+use care_kernel::{Action, Actor, InvalidValue, UpdateOutcome};
+use uuid::Uuid;
+
+use crate::ingest::{IngestCommand, IngestError};
+use crate::ports::{QuarantineFilter, QuarantinedMessage, Resolution};
+use crate::{AccessError, AuditReceipt, Services, gate::Access};
+
+/// The most entries one listing returns.
+pub const QUARANTINE_PAGE_MAX: usize = 1000;
+
+/// A page of the quarantine.
+#[derive(Debug, Clone)]
+pub struct QuarantineList {
+    /// Newest first.
+    pub entries: Vec<QuarantinedMessage>,
+    receipt: AuditReceipt,
+}
+
+impl QuarantineList {
+    /// The audit receipt.
+    pub fn receipt(&self) -> AuditReceipt {
+        self.receipt
+    }
+}
+
+/// One quarantined message, opened for re-submission (see
+/// [`Services::open_resubmission`]). The feed adapter reads [`Resubmission::entry`],
+/// maps the message (or the corrected one) again, and calls [`Resubmission::apply`].
+#[derive(Debug)]
+pub struct Resubmission {
+    services: Services,
+    actor: Actor,
+    entry: QuarantinedMessage,
+    receipt: AuditReceipt,
+}
+
+impl Resubmission {
+    /// The message as it was quarantined.
+    pub fn entry(&self) -> &QuarantinedMessage {
+        &self.entry
+    }
+
+    /// The audit receipt of the re-submission.
+    pub fn receipt(&self) -> AuditReceipt {
+        self.receipt
+    }
+
+    /// Applies the message's statements for its source and marks the entry resolved
+    /// (with the corrected message, if one replaced it). On error the entry stays open.
+    pub async fn apply(
+        self,
+        commands: &[IngestCommand],
+        corrected: Option<Vec<u8>>,
+    ) -> Result<UpdateOutcome, IngestError> {
+        let source = self.services.registered_source(&self.entry.source).await?;
+        let outcome = self.services.apply_commands(&source, commands).await?;
+        let resolution = Resolution {
+            at: self.services.now(),
+            by: self.actor.user.clone(),
+            outcome,
+            corrected,
+        };
+        self.services
+            .ports
+            .quarantine
+            .resolve(self.entry.id, &resolution)
+            .await?;
+        Ok(outcome)
+    }
+}
+
+impl Services {
+    /// Lists quarantined messages, newest first (System Manager; audited).
+    pub async fn quarantined(
+        &self,
+        actor: &Actor,
+        filter: &QuarantineFilter,
+        limit: usize,
+    ) -> Result<QuarantineList, AccessError> {
+        let access = Access::new(actor, self.now(), Action::ViewFeedStatus).on("quarantine");
+        self.refuse_early(&access).await?;
+        if limit == 0 || limit > QUARANTINE_PAGE_MAX {
+            return Err(InvalidValue::new(
+                "limit",
+                format!("must be between 1 and {QUARANTINE_PAGE_MAX}"),
+            )
+            .into());
+        }
+        let receipt = self.gate(&access).await?;
+        let entries = self.ports.quarantine.list(filter, limit).await?;
+        Ok(QuarantineList { entries, receipt })
+    }
+
+    /// One quarantined message with its raw bytes (System Manager; audited).
+    pub async fn quarantined_message(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<(QuarantinedMessage, AuditReceipt), AccessError> {
+        let access =
+            Access::new(actor, self.now(), Action::ViewFeedStatus).on(format!("quarantine:{id}"));
+        let receipt = self.gate(&access).await?;
+        let entry = self
+            .ports
+            .quarantine
+            .get(id)
+            .await?
+            .ok_or(AccessError::NotFound)?;
+        Ok((entry, receipt))
+    }
+
+    /// Opens a quarantined message for re-submission (System Manager; audited). An
+    /// entry already resolved is refused: its message has been applied.
+    pub async fn open_resubmission(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<Resubmission, AccessError> {
+        let access = Access::new(actor, self.now(), Action::ResubmitQuarantine)
+            .on(format!("quarantine:{id}"));
+        let receipt = self.gate(&access).await?;
+        let entry = self
+            .ports
+            .quarantine
+            .get(id)
+            .await?
+            .ok_or(AccessError::NotFound)?;
+        if entry.resolution.is_some() {
+            return Err(AccessError::Rejected(
+                "this message has already been re-submitted and applied".into(),
+            ));
+        }
+        Ok(Resubmission {
+            services: self.clone(),
+            actor: actor.clone(),
+            entry,
+            receipt,
+        })
+    }
+}
