@@ -148,7 +148,7 @@ fn the_application_depends_on_the_domain_and_no_adapter() {
 #[test]
 fn adapters_do_not_depend_on_each_other_or_on_the_binary() {
     let graph = dependency_graph();
-    const ADAPTERS: [&str; 7] = [
+    const ADAPTERS: [&str; 8] = [
         "care-in-memory",
         "care-policy",
         "care-persistence",
@@ -156,6 +156,7 @@ fn adapters_do_not_depend_on_each_other_or_on_the_binary() {
         "care-security",
         "care-http",
         "care-telemetry",
+        "care-hl7",
     ];
     for adapter in ADAPTERS {
         let reached = closure(graph, adapter);
