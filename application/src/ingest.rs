@@ -378,7 +378,7 @@ impl Services {
             }
             IngestCommand::Merge {
                 survivor, retired, ..
-            } => self.merge(source, survivor, retired).await,
+            } => self.merge(survivor, retired).await,
             IngestCommand::Alert {
                 identity,
                 source_ref,
@@ -500,11 +500,9 @@ impl Services {
     /// A source merges only its own records: the retired one is named by its local id.
     async fn merge(
         &self,
-        source: &Source,
         survivor: &PersonIdentity,
         retired: &PersonIdentity,
     ) -> Result<UpdateOutcome, IngestError> {
-        Self::check_local_ids(&source, [survivor, retired])?;
         let Some(retired_local) = retired.local_id() else {
             return Err(InvalidValue::new(
                 "retired_identifier",

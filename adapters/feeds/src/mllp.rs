@@ -1,0 +1,369 @@
+//! The MLLP listener: HL7 v2 over TCP, each message framed as
+//! `<VT> message <FS><CR>` (0x0B … 0x1C 0x0D), answered by one ACK in the same framing.
+//!
+//! - `AA`: applied (or unchanged: a repeat is acknowledged as accepted).
+//! - `AE`: quarantined; MSA-3 and ERR carry the reason.
+//! - `AR`: the framing could not be read (bytes outside a frame, a frame over the size
+//!   limit); the connection is closed after it, since the stream's framing is lost.
+//!
+//! Back-pressure rather than buffering: a connection's messages are handled one at a
+//! time, in order, and nothing more is read from it until the current message's ACK is
+//! written; at most `max_connections` connections are served at once (others wait in the
+//! kernel's backlog). When storage fails the connection is closed without an ACK, so
+//! the sender sends the message again (applying is idempotent).
+//!
+//! The source is the configured feed account's, never MSH-3/MSH-4's.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use care_application::{Accounts, IngestError, Services};
+use care_hl7::{AckCode, Message};
+use care_kernel::{SourceId, UserId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::intake::{Intake, Outcome};
+
+/// Start of a frame.
+pub const VT: u8 = 0x0B;
+/// End of a frame (followed by CR).
+pub const FS: u8 = 0x1C;
+/// Carriage return.
+pub const CR: u8 = 0x0D;
+
+/// How the listener runs.
+#[derive(Clone)]
+pub struct MllpSettings {
+    /// The feed account whose source this listener's messages are for.
+    pub account: UserId,
+    /// The source the account must submit for (checked on every connection).
+    pub source: SourceId,
+    /// The largest frame accepted.
+    pub max_frame: usize,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// A connection silent for this long is closed.
+    pub idle_timeout: Duration,
+    /// Whether an address may connect (the allow-list).
+    pub allowed: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for MllpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MllpSettings")
+            .field("account", &self.account)
+            .field("source", &self.source)
+            .field("max_frame", &self.max_frame)
+            .field("max_connections", &self.max_connections)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MllpSettings {
+    /// Defaults: 1 MiB frames, 64 connections, 5 minutes idle, any address.
+    pub fn new(account: UserId, source: SourceId) -> Self {
+        Self {
+            account,
+            source,
+            max_frame: 1024 * 1024,
+            max_connections: 64,
+            idle_timeout: Duration::from_secs(300),
+            allowed: Arc::new(|_| true),
+        }
+    }
+}
+
+/// Serves MLLP on `listener` until `shutdown` completes; connections in progress finish
+/// their current message.
+pub async fn serve(
+    listener: TcpListener,
+    services: Services,
+    accounts: Accounts,
+    settings: MllpSettings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let settings = Arc::new(settings);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(target: "feeds", error = %e, "MLLP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let services = services.clone();
+        let accounts = accounts.clone();
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, peer, services, accounts, &settings).await {
+                tracing::warn!(target: "feeds", %peer, error = %e, "MLLP connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    services: Services,
+    accounts: Accounts,
+    settings: &MllpSettings,
+) -> Result<(), ConnectionError> {
+    let client = peer.ip();
+    if !(settings.allowed)(client) {
+        if let Err(e) = accounts.record_network_refusal(client, "mllp").await {
+            tracing::error!(target: "feeds", error = %e, "could not record a network refusal");
+        }
+        return Err(ConnectionError::Refused(
+            "address outside the allow-list".into(),
+        ));
+    }
+    let actor = accounts
+        .feed_actor(&settings.account, client)
+        .await
+        .map_err(|e| ConnectionError::Refused(format!("feed account: {e}")))?;
+    let session = services.open_feed(&actor, &settings.source).await?;
+    let intake = Intake::new(session);
+    let mut frames = Framer::new(settings.max_frame);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut index = 0usize;
+    loop {
+        // Every complete frame already read is answered before reading more.
+        loop {
+            match frames.next_frame() {
+                Next::Frame(frame) => {
+                    let reply =
+                        answer(&intake, index, &frame, services.ports().clock.now()).await?;
+                    index += 1;
+                    write_frame(&mut stream, reply.as_bytes()).await?;
+                }
+                Next::Junk(junk) => {
+                    let text = String::from_utf8_lossy(&junk);
+                    let reply = care_hl7::ack_unreadable(
+                        &text,
+                        AckCode::AR,
+                        Some("bytes outside an MLLP frame (expected 0x0B … 0x1C 0x0D)"),
+                        &new_control_id(),
+                        &hl7_time(services.ports().clock.now()),
+                    );
+                    write_frame(&mut stream, reply.as_bytes()).await?;
+                    return Err(ConnectionError::Refused("framing lost".into()));
+                }
+                Next::TooLarge => {
+                    let reply = care_hl7::ack_unreadable(
+                        "",
+                        AckCode::AR,
+                        Some(&format!("frame larger than {} bytes", settings.max_frame)),
+                        &new_control_id(),
+                        &hl7_time(services.ports().clock.now()),
+                    );
+                    write_frame(&mut stream, reply.as_bytes()).await?;
+                    return Err(ConnectionError::Refused("frame too large".into()));
+                }
+                Next::NeedMore => break,
+            }
+        }
+        let read = tokio::time::timeout(settings.idle_timeout, stream.read(&mut chunk)).await;
+        match read {
+            Err(_) => return Ok(()),
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(n)) => frames.push(&chunk[..n]),
+            Ok(Err(e)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Applies one framed message and builds its ACK.
+async fn answer(
+    intake: &Intake,
+    index: usize,
+    frame: &[u8],
+    at: care_kernel::Timestamp,
+) -> Result<String, IngestError> {
+    let report = intake.hl7_message(index, frame).await?;
+    let (code, text) = match &report.outcome {
+        Outcome::Applied | Outcome::Unchanged => (AckCode::AA, None),
+        Outcome::Quarantined { reason, .. } => (AckCode::AE, Some(reason.as_str())),
+    };
+    let decoded = care_hl7::decode(frame).unwrap_or_else(|_| String::from_utf8_lossy(frame));
+    let control_id = new_control_id();
+    let now = hl7_time(at);
+    Ok(match Message::parse_header(&decoded) {
+        Ok(message) => care_hl7::ack(&message, code, text, &control_id, &now),
+        Err(_) => care_hl7::ack_unreadable(&decoded, code, text, &control_id, &now),
+    })
+}
+
+async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> std::io::Result<()> {
+    let mut framed = Vec::with_capacity(body.len() + 3);
+    framed.push(VT);
+    framed.extend_from_slice(body);
+    framed.extend_from_slice(&[FS, CR]);
+    stream.write_all(&framed).await?;
+    stream.flush().await
+}
+
+fn hl7_time(at: care_kernel::Timestamp) -> String {
+    at.format("%Y%m%d%H%M%S+0000").to_string()
+}
+
+fn new_control_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..20].to_owned()
+}
+
+/// What the framer has next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// A whole frame's content.
+    Frame(Vec<u8>),
+    /// Bytes that are not inside a frame (other than whitespace between frames).
+    Junk(Vec<u8>),
+    /// A frame grew past the limit.
+    TooLarge,
+    /// Nothing complete yet.
+    NeedMore,
+}
+
+/// Splits a byte stream into MLLP frames, however the reads cut it.
+#[derive(Debug)]
+struct Framer {
+    buffer: Vec<u8>,
+    max_frame: usize,
+}
+
+impl Framer {
+    fn new(max_frame: usize) -> Self {
+        Self {
+            buffer: Vec::new(),
+            max_frame,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    fn next_frame(&mut self) -> Next {
+        // Whitespace between frames (a CR or LF some senders add) is allowed.
+        let start = self
+            .buffer
+            .iter()
+            .position(|b| !matches!(b, b'\r' | b'\n' | b' ' | b'\t'));
+        let Some(start) = start else {
+            self.buffer.clear();
+            return Next::NeedMore;
+        };
+        if self.buffer[start] != VT {
+            return Next::Junk(std::mem::take(&mut self.buffer));
+        }
+        let body = start + 1;
+        let end = self.buffer[body..].windows(2).position(|w| w == [FS, CR]);
+        match end {
+            Some(len) => {
+                if len > self.max_frame {
+                    return Next::TooLarge;
+                }
+                let frame = self.buffer[body..body + len].to_vec();
+                self.buffer.drain(..body + len + 2);
+                Next::Frame(frame)
+            }
+            None if self.buffer.len() - body > self.max_frame + 1 => Next::TooLarge,
+            None => Next::NeedMore,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut f = vec![VT];
+        f.extend_from_slice(body);
+        f.extend_from_slice(&[FS, CR]);
+        f
+    }
+
+    #[test]
+    fn frames_split_across_reads_come_out_whole() {
+        let stream = [frame(b"MSH|one"), frame(b"MSH|two")].concat();
+        for cut in 0..stream.len() {
+            let mut framer = Framer::new(100);
+            let mut got = Vec::new();
+            for part in [&stream[..cut], &stream[cut..]] {
+                framer.push(part);
+                loop {
+                    match framer.next_frame() {
+                        Next::Frame(f) => got.push(f),
+                        Next::NeedMore => break,
+                        other => panic!("cut at {cut}: {other:?}"),
+                    }
+                }
+            }
+            assert_eq!(
+                got,
+                vec![b"MSH|one".to_vec(), b"MSH|two".to_vec()],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn several_frames_in_one_read_and_whitespace_between() {
+        let mut framer = Framer::new(100);
+        framer.push(&[frame(b"a"), b"\r\n".to_vec(), frame(b"b")].concat());
+        assert_eq!(framer.next_frame(), Next::Frame(b"a".to_vec()));
+        assert_eq!(framer.next_frame(), Next::Frame(b"b".to_vec()));
+        assert_eq!(framer.next_frame(), Next::NeedMore);
+    }
+
+    #[test]
+    fn bytes_outside_a_frame_are_junk() {
+        let mut framer = Framer::new(100);
+        framer.push(b"MSH|no frame\r");
+        assert!(matches!(framer.next_frame(), Next::Junk(_)));
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_refused_before_it_ends() {
+        let mut framer = Framer::new(10);
+        framer.push(&[VT]);
+        framer.push(&[b'x'; 11]);
+        assert_eq!(framer.next_frame(), Next::NeedMore);
+        framer.push(b"x");
+        assert_eq!(framer.next_frame(), Next::TooLarge);
+        let mut exact = Framer::new(3);
+        exact.push(&frame(b"abc"));
+        assert_eq!(exact.next_frame(), Next::Frame(b"abc".to_vec()));
+    }
+}
