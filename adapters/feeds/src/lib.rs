@@ -4,12 +4,15 @@
 //! Nothing a feed sends is dropped: each message ends applied, unchanged or quarantined,
 //! and the [`intake::Report`] says which.
 //!
+//! - [`fhir`]: FHIR R4 JSON (Patient, ServiceRequest, Flag, AllergyIntolerance; one
+//!   resource or a Bundle of any type) mapped to commands, one message per entry.
 //! - [`hl7`]: HL7 v2 messages (ADT, merges, deaths, AL1 allergies, REF referrals) mapped
 //!   to commands; parsing is `care-hl7`'s.
 //! - [`intake`]: one submission (an HTTP body, an MLLP frame) split into messages, each
 //!   applied or quarantined; and re-submission of quarantined messages.
 //! - [`mllp`]: the MLLP listener (framing, one ACK per message, back-pressure).
 
+pub mod fhir;
 pub mod hl7;
 pub mod intake;
 pub mod mllp;
