@@ -3,6 +3,7 @@
 mod bench_http;
 mod cache;
 mod demo;
+mod ingest;
 mod load_test;
 mod metrics;
 mod serve;
@@ -139,6 +140,9 @@ enum Command {
         #[arg(long)]
         rate: Option<u64>,
     },
+    /// Load a council's CSV extract (referrals or alerts) as that source's feed: each row
+    /// applied or quarantined; exits non-zero when any row was quarantined.
+    Ingest(ingest::IngestArgs),
     /// Write synthetic people (with alerts, referrals and consent) as JSON lines.
     Generate {
         #[command(flatten)]
@@ -220,6 +224,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Generate { dataset } => generate(&dataset),
+        Command::Ingest(args) => ingest::run(&database, args).await,
     }
 }
 
