@@ -13,6 +13,7 @@ use care_referral::{Referral, ReferralDetails, ReferralError};
 use thiserror::Error;
 
 use async_trait::async_trait;
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::ports::{
@@ -139,6 +140,10 @@ pub enum IngestCommand {
         demographics: Demographics,
         /// What it says about death.
         death: DeathStatement,
+        /// How to read a field the statement leaves empty: `true` (HL7 v2, where an
+        /// empty field means "not sent") keeps what this source said before; `false`
+        /// (a whole FHIR resource) means the source no longer states it.
+        partial: bool,
     },
     /// A source's statement about death alone.
     Death {
@@ -210,6 +215,92 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum MessageResult {
+    /// It changed the record.
+    Applied,
+    /// It changed nothing: a repeat, older than what is held, or nothing this record
+    /// keeps (a discharge without a death).
+    Unchanged,
+    /// It was set aside; the quarantine entry says why.
+    Quarantined {
+        /// The quarantine entry.
+        id: Uuid,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<UpdateOutcome> for MessageResult {
+    fn from(outcome: UpdateOutcome) -> Self {
+        match outcome {
+            UpdateOutcome::Applied => MessageResult::Applied,
+            UpdateOutcome::Unchanged | UpdateOutcome::Stale => MessageResult::Unchanged,
+        }
+    }
+}
+
+/// One message of a submission and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageReport {
+    /// Its position in the submission, from 0.
+    pub index: usize,
+    /// What names it to its sender (HL7 MSH-10, a FHIR resource id, a CSV line).
+    pub reference: Option<String>,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: MessageResult,
+}
+
+/// What became of a submission's messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FeedReport {
+    /// Each message, in order.
+    pub messages: Vec<MessageReport>,
+    /// Things about the submission as a whole (e.g. a batch trailer's count that does
+    /// not match), none of which stopped a message.
+    pub warnings: Vec<String>,
+}
+
+impl FeedReport {
+    /// How many messages were applied, unchanged and quarantined.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut counts = (0, 0, 0);
+        for m in &self.messages {
+            match m.outcome {
+                MessageResult::Applied => counts.0 += 1,
+                MessageResult::Unchanged => counts.1 += 1,
+                MessageResult::Quarantined { .. } => counts.2 += 1,
+            }
+        }
+        counts
+    }
+}
+
+/// Why a re-submission did not resolve its entry.
+#[derive(Debug, thiserror::Error)]
+pub enum ResubmitError {
+    /// The message still cannot be applied; the entry stays open.
+    #[error("{0}")]
+    StillFailing(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Ingest(IngestError),
+}
+
+impl IngestError {
+    /// Whether the error is the message's fault (quarantine it) or the system's (stop,
+    /// acknowledge nothing, let the sender retry).
+    pub fn is_the_messages_fault(&self) -> bool {
+        matches!(
+            self,
+            IngestError::Invalid(_) | IngestError::Conflict(_) | IngestError::Busy
+        )
+    }
+}
+
 /// A feed source's messages, from one authorised submitter: an HTTP request, an MLLP
 /// connection, a batch file. Authorised once when opened (a refusal is audited); each
 /// message then is applied or quarantined, and counted in the source's freshness.
@@ -225,7 +316,8 @@ impl FeedSession {
         &self.source
     }
 
-    /// Applies one message's statements in order and counts the message. An error names
+    /// Applies one message's statements in order and counts the message (no statements:
+    /// unchanged). An error names
     /// what was wrong, fit for [`FeedSession::quarantine`]; statements before the failing
     /// one stay applied (each is idempotent, so applying the message again after a fix
     /// is safe).
@@ -322,12 +414,8 @@ impl Services {
         source: &Source,
         commands: &[IngestCommand],
     ) -> Result<UpdateOutcome, IngestError> {
-        if commands.is_empty() {
-            return Err(IngestError::Invalid(InvalidValue::new(
-                "message",
-                "states nothing this record keeps",
-            )));
-        }
+        // A message that states nothing this record keeps (a discharge without a death)
+        // is read and changes nothing.
         for command in commands {
             Self::check_local_ids(source, command.identities())?;
         }
@@ -350,14 +438,24 @@ impl Services {
                 source_time,
                 demographics,
                 death,
+                partial,
             } => {
                 let (_, outcome) = self
                     .write_person(identity, |person| {
-                        let shown = person.apply_demographics(
-                            source.clone(),
-                            *source_time,
-                            demographics.clone(),
-                        )?;
+                        let mut stated = demographics.clone();
+                        if *partial {
+                            // Fields not sent keep this source's earlier statement (only
+                            // for a newer message: an older one is stale anyway).
+                            if let Some(held) = person
+                                .source_records()
+                                .find(|r| r.source.id == source.id)
+                                .filter(|r| r.source_time < *source_time)
+                            {
+                                stated.fill_from(&held.demographics);
+                            }
+                        }
+                        let shown =
+                            person.apply_demographics(source.clone(), *source_time, stated)?;
                         let died = apply_death(person, source, *source_time, *death)?;
                         Ok(combine(shown, died))
                     })
@@ -587,6 +685,7 @@ impl Services {
             source_time,
             demographics,
             death,
+            partial: false,
         };
         self.ingest(actor, source, &[command]).await
     }

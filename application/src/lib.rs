@@ -29,16 +29,17 @@ pub use accounts::{
 pub use care_account::{LockoutPolicy, SessionEnd, SessionPolicy};
 pub use consent::ConsentCommand;
 pub use ingest::{
-    DeathStatement, FeedSession, IngestCommand, IngestError, PersonIdentity, Rejected,
+    DeathStatement, FeedReport, FeedSession, IngestCommand, IngestError, MessageReport,
+    MessageResult, PersonIdentity, Rejected, ResubmitError,
 };
 pub use oversight::{FeedSourceStatus, FeedStatus};
 pub use ports::{
     AccessPolicy, AccessRequest, AccountStore, AlertRepository, AuditError, AuditLog, Clock,
     ConsentRepository, Decision, FeedFormat, IdGenerator, MessageOutcome, Organisation,
-    PasswordHasher, PersonRepository, QuarantineFilter, QuarantineStore, QuarantinedMessage,
-    ReferralRepository, RepoError, Resolution, SecurityEvent, SecurityEventKind, SecurityLog,
-    SessionRecord, SessionStore, SourceInfo, SourceRegistry, SubjectState, TokenHash, TokenSource,
-    UserAccount,
+    PasswordHasher, PersonRepository, QuarantineFilter, QuarantineStore, QuarantineSummary,
+    QuarantinedMessage, ReferralRepository, RepoError, Resolution, SecurityEvent,
+    SecurityEventKind, SecurityLog, SessionRecord, SessionStore, SourceInfo, SourceRegistry,
+    SubjectState, TokenHash, TokenSource, UserAccount,
 };
 pub use quarantine::{QUARANTINE_PAGE_MAX, QuarantineList, Resubmission};
 pub use reads::SEARCH_LIMIT;

@@ -282,6 +282,45 @@ pub struct QuarantinedMessage {
     pub resolution: Option<Resolution>,
 }
 
+/// A quarantined message without its content, for lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineSummary {
+    /// Its id.
+    pub id: Uuid,
+    /// The source it came from.
+    pub source: SourceId,
+    /// How it was written.
+    pub format: FeedFormat,
+    /// When it arrived.
+    pub received_at: Timestamp,
+    /// What names it to its sender.
+    pub reference: Option<String>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Why it was not applied.
+    pub reason: String,
+    /// Set once it has been re-submitted and applied (without a correction's bytes).
+    pub resolution: Option<Resolution>,
+}
+
+impl From<&QuarantinedMessage> for QuarantineSummary {
+    fn from(m: &QuarantinedMessage) -> Self {
+        Self {
+            id: m.id,
+            source: m.source.clone(),
+            format: m.format,
+            received_at: m.received_at,
+            reference: m.reference.clone(),
+            size: m.raw.len() as u64,
+            reason: m.reason.clone(),
+            resolution: m.resolution.as_ref().map(|r| Resolution {
+                corrected: None,
+                ..r.clone()
+            }),
+        }
+    }
+}
+
 /// Which quarantined messages to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QuarantineFilter {
@@ -294,8 +333,8 @@ pub struct QuarantineFilter {
 /// The quarantine. Contract:
 /// - `put` stores a new entry (ids are unique) with its raw bytes unchanged.
 /// - `get` returns an entry by id, resolved or not.
-/// - `list` returns the entries matching the filter, newest first (ties by id), at most
-///   `limit`.
+/// - `list` returns summaries (no content: a list never loads messages) of the entries
+///   matching the filter, newest first (ties by id), at most `limit`.
 /// - `resolve` sets the resolution of an open entry and returns `true`; an entry already
 ///   resolved (or unknown) keeps what it has and gives `false`.
 #[async_trait]
@@ -304,12 +343,12 @@ pub trait QuarantineStore: Send + Sync {
     async fn put(&self, message: &QuarantinedMessage) -> Result<(), RepoError>;
     /// One entry.
     async fn get(&self, id: Uuid) -> Result<Option<QuarantinedMessage>, RepoError>;
-    /// Entries, newest first.
+    /// Entries, newest first, without their content.
     async fn list(
         &self,
         filter: &QuarantineFilter,
         limit: usize,
-    ) -> Result<Vec<QuarantinedMessage>, RepoError>;
+    ) -> Result<Vec<QuarantineSummary>, RepoError>;
     /// Marks an open entry resolved.
     async fn resolve(&self, id: Uuid, resolution: &Resolution) -> Result<bool, RepoError>;
 }

@@ -7,7 +7,7 @@ use care_kernel::{Action, Actor, InvalidValue, UpdateOutcome};
 use uuid::Uuid;
 
 use crate::ingest::{IngestCommand, IngestError};
-use crate::ports::{QuarantineFilter, QuarantinedMessage, Resolution};
+use crate::ports::{QuarantineFilter, QuarantineSummary, QuarantinedMessage, Resolution};
 use crate::{AccessError, AuditReceipt, Services, gate::Access};
 
 /// The most entries one listing returns.
@@ -17,7 +17,7 @@ pub const QUARANTINE_PAGE_MAX: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct QuarantineList {
     /// Newest first.
-    pub entries: Vec<QuarantinedMessage>,
+    pub entries: Vec<QuarantineSummary>,
     receipt: AuditReceipt,
 }
 

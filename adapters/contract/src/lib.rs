@@ -16,9 +16,9 @@ use care_alert::{Alert, AlertCategory, AlertDetails, Severity};
 use care_application::{
     AccountStore, AlertRepository, AuditLog, Clock, ConsentRepository, FeedFormat, IdGenerator,
     MessageOutcome, Organisation, PersonRepository, QuarantineFilter, QuarantineStore,
-    QuarantinedMessage, ReferralRepository, RepoError, Resolution, SecurityEvent,
-    SecurityEventKind, SecurityLog, SessionRecord, SessionStore, SourceInfo, SourceRegistry,
-    TokenHash, UserAccount,
+    QuarantineSummary, QuarantinedMessage, ReferralRepository, RepoError, Resolution,
+    SecurityEvent, SecurityEventKind, SecurityLog, SessionRecord, SessionStore, SourceInfo,
+    SourceRegistry, TokenHash, UserAccount,
 };
 use care_consent::{Consent, ConsentLevel, Representative};
 use care_kernel::{
@@ -718,11 +718,17 @@ pub async fn quarantine_store(store: &dyn QuarantineStore, sources: &dyn SourceR
         source: Some(acute.id.clone()),
         open_only: false,
     };
+    let summary = |m: &QuarantinedMessage| QuarantineSummary::from(m);
     let listed = store.list(&acute_only, 10).await.unwrap();
-    assert_eq!(listed, vec![second.clone(), first.clone()]);
+    assert_eq!(listed, vec![summary(&second), summary(&first)]);
+    assert_eq!(
+        listed[0].size,
+        raw.len() as u64,
+        "the size, not the content"
+    );
     assert_eq!(
         store.list(&acute_only, 1).await.unwrap(),
-        vec![second.clone()]
+        vec![summary(&second)]
     );
     let council_only = QuarantineFilter {
         source: Some(council.id.clone()),
@@ -730,7 +736,7 @@ pub async fn quarantine_store(store: &dyn QuarantineStore, sources: &dyn SourceR
     };
     assert_eq!(
         store.list(&council_only, 10).await.unwrap(),
-        vec![third.clone()]
+        vec![summary(&third)]
     );
     let everything = store
         .list(&QuarantineFilter::default(), 10_000)
@@ -738,7 +744,7 @@ pub async fn quarantine_store(store: &dyn QuarantineStore, sources: &dyn SourceR
         .unwrap();
     for e in [&first, &second, &third] {
         assert!(
-            everything.contains(e),
+            everything.contains(&summary(e)),
             "an unfiltered list holds every entry"
         );
     }
@@ -777,7 +783,7 @@ pub async fn quarantine_store(store: &dyn QuarantineStore, sources: &dyn SourceR
     };
     assert_eq!(
         store.list(&open_acute, 10).await.unwrap(),
-        vec![second.clone()]
+        vec![summary(&second)]
     );
     let plain = Resolution {
         corrected: None,

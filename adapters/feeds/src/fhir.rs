@@ -664,6 +664,7 @@ fn patient(
         source_time: at.instant(),
         demographics,
         death: death(patient)?,
+        partial: false,
     })
 }
 
@@ -1621,10 +1622,12 @@ mod tests {
             source_time,
             demographics,
             death,
+            partial,
         } = one(patient_json())
         else {
             panic!("not demographics");
         };
+        assert!(!partial, "a FHIR Patient states its whole demographics");
         assert_eq!(identity.nhs_number().unwrap().digits(), "9434765919");
         assert_eq!(identity.local_id().unwrap().value(), "p1");
         assert_eq!(source_time.to_rfc3339(), "2026-03-01T09:00:00+00:00");

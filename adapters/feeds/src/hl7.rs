@@ -28,6 +28,8 @@ use care_person::{
 };
 use care_referral::{ReferralDetails, ReferralSource, ReferralStatus};
 
+use sha2::{Digest, Sha256};
+
 use crate::time;
 
 /// Why a message could not be mapped: where (an HL7 location such as `PID-3` or
@@ -80,6 +82,7 @@ pub fn map_message(
                 source_time: at,
                 demographics: demographics(message, &pid)?,
                 death: death(&pid)?,
+                partial: true,
             }];
             commands.extend(allergies(message, &identity, at)?);
             Ok(commands)
@@ -105,6 +108,7 @@ pub fn map_message(
                 source_time: at,
                 demographics: demographics(message, &pid)?,
                 death: death(&pid)?,
+                partial: true,
             }];
             commands.push(referral(message, &identity, at)?);
             commands.extend(allergies(message, &identity, at)?);
@@ -373,12 +377,32 @@ fn allergies(
         };
         commands.push(IngestCommand::Alert {
             identity: identity.clone(),
-            source_ref: format!("AL1:{}:{}", kind.trim(), key.to_lowercase()),
+            source_ref: allergy_ref(identity, kind.trim(), key),
             details,
             source_time: at,
         });
     }
     Ok(commands)
+}
+
+/// The reference an AL1 allergy is known by: AL1 has no id of its own, so the person
+/// (this source's id for them, else their NHS number), the allergen type and the
+/// allergen name it — the same allergy sent again updates the same alert, and another
+/// person's same allergy is another alert. Long ones are shortened with a digest (alert
+/// references are at most 64 characters).
+fn allergy_ref(identity: &PersonIdentity, kind: &str, allergen: &str) -> String {
+    let person = identity
+        .local_id()
+        .map(|l| l.value().to_owned())
+        .or_else(|| identity.nhs_number().map(NhsNumber::digits))
+        .unwrap_or_default();
+    let full = format!("AL1:{person}:{kind}:{}", allergen.to_lowercase());
+    if full.len() <= 64 {
+        return full;
+    }
+    let digest = Sha256::digest(full.as_bytes());
+    let short: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("AL1:{short}")
 }
 
 /// Each PID/MRG pair of an A40 (or A34): the PID record survives, the MRG one retires.

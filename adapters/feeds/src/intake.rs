@@ -7,90 +7,18 @@
 use care_application::{
     FeedFormat, FeedSession, IngestCommand, IngestError, Rejected, Resubmission,
 };
+pub use care_application::{
+    FeedReport as Report, MessageReport, MessageResult as Outcome, ResubmitError,
+};
 use care_hl7::Message;
 use care_kernel::UpdateOutcome;
-use serde::Serialize;
-use uuid::Uuid;
 
 use crate::hl7;
-
-/// What became of one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
-    /// It changed the record.
-    Applied,
-    /// It changed nothing: a repeat, older than what is held, or nothing this record
-    /// keeps (a discharge without a death).
-    Unchanged,
-    /// It was set aside; the quarantine entry says why.
-    Quarantined {
-        /// The quarantine entry.
-        id: Uuid,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl Outcome {
-    fn of(outcome: UpdateOutcome) -> Self {
-        match outcome {
-            UpdateOutcome::Applied => Outcome::Applied,
-            UpdateOutcome::Unchanged | UpdateOutcome::Stale => Outcome::Unchanged,
-        }
-    }
-}
-
-/// One message of a submission and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MessageReport {
-    /// Its position in the submission, from 0.
-    pub index: usize,
-    /// What names it to its sender (HL7 MSH-10, a FHIR resource id, a CSV line).
-    pub reference: Option<String>,
-    /// What happened.
-    #[serde(flatten)]
-    pub outcome: Outcome,
-}
-
-/// What became of a submission's messages.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Report {
-    /// Each message, in order.
-    pub messages: Vec<MessageReport>,
-    /// Things about the submission as a whole (e.g. a batch trailer's count that does
-    /// not match), none of which stopped a message.
-    pub warnings: Vec<String>,
-}
-
-impl Report {
-    /// How many messages were applied, unchanged and quarantined.
-    pub fn counts(&self) -> (usize, usize, usize) {
-        let mut counts = (0, 0, 0);
-        for m in &self.messages {
-            match m.outcome {
-                Outcome::Applied => counts.0 += 1,
-                Outcome::Unchanged => counts.1 += 1,
-                Outcome::Quarantined { .. } => counts.2 += 1,
-            }
-        }
-        counts
-    }
-}
 
 /// The feed pipeline over one session.
 #[derive(Debug, Clone)]
 pub struct Intake {
     session: FeedSession,
-}
-
-/// Whether an ingest error is the message's fault (quarantine it) or the system's
-/// (stop, acknowledge nothing, let the sender retry).
-fn is_the_messages_fault(error: &IngestError) -> bool {
-    matches!(
-        error,
-        IngestError::Invalid(_) | IngestError::Conflict(_) | IngestError::Busy
-    )
 }
 
 impl Intake {
@@ -119,10 +47,10 @@ impl Intake {
                     return Ok(MessageReport {
                         index,
                         reference,
-                        outcome: Outcome::of(outcome),
+                        outcome: Outcome::from(outcome),
                     });
                 }
-                Err(e) if is_the_messages_fault(&e) => e.to_string(),
+                Err(e) if e.is_the_messages_fault() => e.to_string(),
                 Err(e) => return Err(e),
             },
             Err(reason) => reason,
@@ -149,7 +77,9 @@ impl Intake {
                 reason: reason.clone(),
             })
             .await?;
-        tracing::info!(target: "feeds", source = %self.session.source().id, %id, %reason, "message quarantined");
+        // The reason can quote a value from the message (an NHS number): log only where.
+        let location = reason.split(':').next().unwrap_or_default();
+        tracing::info!(target: "feeds", source = %self.session.source().id, %id, %location, "message quarantined");
         Ok(MessageReport {
             index,
             reference,
@@ -229,12 +159,32 @@ impl Intake {
             warnings: batch.warnings().iter().map(ToString::to_string).collect(),
         };
         for (index, message) in batch.messages().iter().enumerate() {
+            let raw = with_terminator(&text, message);
             report
                 .messages
-                .push(self.hl7_message(index, message.as_bytes()).await?);
+                .push(self.hl7_message(index, raw.as_bytes()).await?);
         }
         Ok(report)
     }
+}
+
+/// A message's text as it stood in the submission: the slice and the segment
+/// terminator after it (CR, LF or CRLF), which splitting leaves out.
+fn with_terminator<'a>(text: &'a str, message: &'a str) -> &'a str {
+    let start = (message.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    let Some(end) = start
+        .checked_add(message.len())
+        .filter(|&e| e <= text.len())
+    else {
+        return message;
+    };
+    let rest = &text.as_bytes()[end..];
+    let extra = match rest {
+        [b'\r', b'\n', ..] => 2,
+        [b'\r' | b'\n', ..] => 1,
+        _ => 0,
+    };
+    text.get(start..end + extra).unwrap_or(message)
 }
 
 /// Re-submits a quarantined HL7 v2 message (or the corrected one given in its place)
@@ -257,21 +207,10 @@ pub async fn resubmit_hl7(
             .map_err(|e| ResubmitError::StillFailing(e.to_string()))?
     };
     resubmission.apply(&commands, corrected).await.map_err(|e| {
-        if is_the_messages_fault(&e) {
+        if e.is_the_messages_fault() {
             ResubmitError::StillFailing(e.to_string())
         } else {
             ResubmitError::Ingest(e)
         }
     })
-}
-
-/// Why a re-submission did not resolve its entry.
-#[derive(Debug, thiserror::Error)]
-pub enum ResubmitError {
-    /// The message still cannot be applied; the entry stays open.
-    #[error("{0}")]
-    StillFailing(String),
-    /// Storage failed.
-    #[error(transparent)]
-    Ingest(IngestError),
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use care_application::{Accounts, IngestError, Services};
 use care_hl7::{AckCode, Message};
-use care_kernel::{SourceId, UserId};
+use care_kernel::UserId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -38,16 +38,18 @@ pub const CR: u8 = 0x0D;
 /// How the listener runs.
 #[derive(Clone)]
 pub struct MllpSettings {
-    /// The feed account whose source this listener's messages are for.
+    /// The feed account whose source this listener's messages are for (checked on
+    /// every connection: a disabled account stops the feed).
     pub account: UserId,
-    /// The source the account must submit for (checked on every connection).
-    pub source: SourceId,
     /// The largest frame accepted.
     pub max_frame: usize,
     /// Connections served at once.
     pub max_connections: usize,
     /// A connection silent for this long is closed.
     pub idle_timeout: Duration,
+    /// How often a long-lived connection checks again that its feed account is still
+    /// enabled (a disabled account stops the feed within this time).
+    pub recheck_account: Duration,
     /// Whether an address may connect (the allow-list).
     pub allowed: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
 }
@@ -56,7 +58,6 @@ impl std::fmt::Debug for MllpSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MllpSettings")
             .field("account", &self.account)
-            .field("source", &self.source)
             .field("max_frame", &self.max_frame)
             .field("max_connections", &self.max_connections)
             .field("idle_timeout", &self.idle_timeout)
@@ -66,13 +67,13 @@ impl std::fmt::Debug for MllpSettings {
 
 impl MllpSettings {
     /// Defaults: 1 MiB frames, 64 connections, 5 minutes idle, any address.
-    pub fn new(account: UserId, source: SourceId) -> Self {
+    pub fn new(account: UserId) -> Self {
         Self {
             account,
-            source,
             max_frame: 1024 * 1024,
             max_connections: 64,
             idle_timeout: Duration::from_secs(300),
+            recheck_account: Duration::from_secs(15),
             allowed: Arc::new(|_| true),
         }
     }
@@ -152,8 +153,15 @@ async fn connection(
         .feed_actor(&settings.account, client)
         .await
         .map_err(|e| ConnectionError::Refused(format!("feed account: {e}")))?;
-    let session = services.open_feed(&actor, &settings.source).await?;
+    let Some(source) = actor.feed_source.clone() else {
+        return Err(ConnectionError::Refused(format!(
+            "account {} is not a feed account",
+            settings.account
+        )));
+    };
+    let session = services.open_feed(&actor, &source).await?;
     let intake = Intake::new(session);
+    let mut checked = tokio::time::Instant::now();
     let mut frames = Framer::new(settings.max_frame);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut index = 0usize;
@@ -162,6 +170,13 @@ async fn connection(
         loop {
             match frames.next_frame() {
                 Next::Frame(frame) => {
+                    if checked.elapsed() >= settings.recheck_account {
+                        accounts
+                            .feed_actor(&settings.account, client)
+                            .await
+                            .map_err(|e| ConnectionError::Refused(format!("feed account: {e}")))?;
+                        checked = tokio::time::Instant::now();
+                    }
                     let reply =
                         answer(&intake, index, &frame, services.ports().clock.now()).await?;
                     index += 1;

@@ -22,6 +22,9 @@ pub(crate) fn date(raw: &str) -> Result<Option<Date>, TimeError> {
     if raw.is_empty() {
         return Ok(None);
     }
+    if !raw.is_ascii() {
+        return Err(format!("{raw:?} is not an HL7 date (YYYYMMDD)"));
+    }
     let body = raw.split(['+', '-']).next().unwrap_or(raw);
     if body.len() < 8 {
         if body.len() == 4 || body.len() == 6 {
@@ -43,6 +46,10 @@ pub(crate) fn date(raw: &str) -> Result<Option<Date>, TimeError> {
 pub(crate) fn timestamp(raw: &str) -> Result<Timestamp, TimeError> {
     let raw = raw.trim();
     let bad = || format!("{raw:?} is not an HL7 date/time (YYYYMMDD[HHMM[SS[.S]]][+ZZZZ])");
+    // Every valid value is ASCII; checking first makes every slice below safe.
+    if !raw.is_ascii() {
+        return Err(bad());
+    }
     let (body, offset) = match raw.find(['+', '-']) {
         Some(i) => (&raw[..i], Some(&raw[i..])),
         None => (raw, None),
@@ -135,6 +142,26 @@ mod tests {
             "2016-01-02",
         ] {
             assert!(timestamp(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_values_are_refused_not_a_panic() {
+        for bad in [
+            "2016010é1",
+            "2016010\u{e9}",
+            "é",
+            "20160101é",
+            "2016\u{1F600}0101",
+        ] {
+            assert!(timestamp(bad).is_err(), "{bad:?}");
+            assert!(date(bad).is_err(), "{bad:?}");
+        }
+        // Every prefix of a value with a multi-byte character: no slice panics.
+        let tricky = "20160102\u{e9}\u{e9}3045+0100";
+        for end in tricky.char_indices().map(|(i, _)| i) {
+            let _ = timestamp(&tricky[..end]);
+            let _ = date(&tricky[..end]);
         }
     }
 

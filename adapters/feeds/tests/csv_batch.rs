@@ -81,12 +81,12 @@ async fn referral(services: &Services, reference: &str) -> Referral {
 }
 
 async fn quarantine(services: &Services) -> Vec<QuarantinedMessage> {
-    services
-        .ports()
-        .quarantine
-        .list(&QuarantineFilter::default(), 100)
-        .await
-        .unwrap()
+    let store = &services.ports().quarantine;
+    let mut entries = Vec::new();
+    for summary in store.list(&QuarantineFilter::default(), 100).await.unwrap() {
+        entries.push(store.get(summary.id).await.unwrap().unwrap());
+    }
+    entries
 }
 
 fn counts(summary: &CsvSummary) -> (u64, u64, u64, u64) {

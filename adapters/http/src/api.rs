@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use care_application::{AccessError, ConsentCommand, NewUser};
+use care_application::{
+    AccessError, ConsentCommand, IngestError, NewUser, QuarantineFilter, ResubmitError,
+};
 use care_consent::{EvidenceStatus, Representative};
 use care_kernel::{
     AccessBasis, Actor, BasisKind, OrganisationId, PersonId, Purpose, Role, SourceId, Timestamp,
@@ -16,14 +18,14 @@ use care_person::{NameKey, NhsNumber, Postcode, SearchCriteria};
 use poem::Request;
 use poem_openapi::auth::Bearer;
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::payload::{Binary, Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi, ResponseContent, SecurityScheme, Tags};
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::dto::*;
 use crate::network::ClientAddr;
 use crate::problem::Problem;
+use crate::{AppState, FeedBody};
 
 #[derive(Tags)]
 enum ApiTags {
@@ -39,6 +41,8 @@ enum ApiTags {
     Audit,
     /// The System Manager: users, organisations, feeds, data quality.
     Administration,
+    /// Feeds: submitting messages (feed accounts) and the quarantine (System Manager).
+    Feeds,
 }
 
 /// A session token from `POST /api/v1/sessions`.
@@ -963,4 +967,174 @@ impl AdminApi {
             .map_err(|e| failed(&self.0, e))?;
         Ok(Json(FeedStatusDto::from(&status)))
     }
+
+    /// A feed account submits messages for its own source: `application/hl7-v2` (one
+    /// HL7 v2 message, several, or an FHS/BHS batch) or `application/fhir+json` (a FHIR
+    /// R4 Bundle of Patient, ServiceRequest, Flag and AllergyIntolerance). The answer
+    /// says, per message, whether it was applied, changed nothing, or was quarantined
+    /// with its reason; nothing is dropped. A storage failure answers 5xx and the
+    /// messages may be sent again (applying is idempotent).
+    #[oai(
+        path = "/feeds/:source/messages",
+        method = "post",
+        tag = "ApiTags::Feeds"
+    )]
+    async fn submit_feed(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        source: Path<String>,
+        body: Binary<Vec<u8>>,
+    ) -> ApiResult<FeedReportDto> {
+        let actor = actor(&self.0, req, &auth).await?;
+        let source =
+            SourceId::parse(&source.0).map_err(|e| Problem::invalid("source", &e.reason))?;
+        let session = self
+            .0
+            .services
+            .open_feed(&actor, &source)
+            .await
+            .map_err(|e| ingest_failed(&self.0, e))?;
+        let content_type = req
+            .header(poem::http::header::CONTENT_TYPE)
+            .unwrap_or_default();
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let body = match media.as_str() {
+            "application/hl7-v2" | "x-application/hl7-v2+er7" => FeedBody::Hl7v2(&body.0),
+            "application/fhir+json" => FeedBody::Fhir(&body.0),
+            _ => {
+                return Err(Problem::unsupported_media_type(
+                    "send application/hl7-v2 or application/fhir+json",
+                ));
+            }
+        };
+        let report = self
+            .0
+            .feeds
+            .submit(session, body)
+            .await
+            .map_err(|e| ingest_failed(&self.0, e))?;
+        Ok(Json(FeedReportDto::from(&report)))
+    }
+
+    /// The quarantine: feed messages that could not be applied, newest first, with why
+    /// (System Manager; audited). `open=true` leaves out those already re-submitted.
+    #[oai(path = "/quarantine", method = "get", tag = "ApiTags::Feeds")]
+    async fn quarantine(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        source: Query<Option<String>>,
+        open: Query<Option<bool>>,
+        limit: Query<Option<usize>>,
+    ) -> ApiResult<Vec<QuarantineEntryDto>> {
+        let actor = actor(&self.0, req, &auth).await?;
+        let source = source
+            .0
+            .as_deref()
+            .map(SourceId::parse)
+            .transpose()
+            .map_err(|e| Problem::invalid("source", &e.reason))?;
+        let filter = QuarantineFilter {
+            source,
+            open_only: open.0.unwrap_or(false),
+        };
+        let list = self
+            .0
+            .services
+            .quarantined(&actor, &filter, limit.0.unwrap_or(100))
+            .await
+            .map_err(|e| failed(&self.0, e))?;
+        Ok(Json(
+            list.entries.iter().map(QuarantineEntryDto::from).collect(),
+        ))
+    }
+
+    /// One quarantined message with its content (System Manager; audited).
+    #[oai(path = "/quarantine/:id", method = "get", tag = "ApiTags::Feeds")]
+    async fn quarantined_message(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> ApiResult<QuarantineMessageDto> {
+        let actor = actor(&self.0, req, &auth).await?;
+        let id = quarantine_id(&id.0)?;
+        let (entry, _) = self
+            .0
+            .services
+            .quarantined_message(&actor, id)
+            .await
+            .map_err(|e| failed(&self.0, e))?;
+        Ok(Json(QuarantineMessageDto::from(&entry)))
+    }
+
+    /// Re-submits a quarantined message, exactly as it was received, after a fix — to
+    /// the mapping, or to the record's state (e.g. the merge it was waiting for) — and
+    /// resolves the entry (System Manager; audited). A message with wrong content is
+    /// corrected at its source system and sent again, never typed in here. The message's
+    /// own source time still orders it: re-submitting an old message never overwrites
+    /// newer data. A message that still fails answers 422 with the reason and stays in
+    /// the quarantine.
+    #[oai(
+        path = "/quarantine/:id/resubmit",
+        method = "post",
+        tag = "ApiTags::Feeds"
+    )]
+    async fn resubmit(
+        &self,
+        req: &Request,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> Result<ResubmitResponse, Problem> {
+        let actor = actor(&self.0, req, &auth).await?;
+        let id = quarantine_id(&id.0)?;
+        let resubmission = self
+            .0
+            .services
+            .open_resubmission(&actor, id)
+            .await
+            .map_err(|e| failed(&self.0, e))?;
+        match self.0.feeds.resubmit(resubmission).await {
+            Ok(outcome) => Ok(ResubmitResponse::Applied(Json(ResubmittedDto::new(
+                id, outcome,
+            )))),
+            Err(ResubmitError::StillFailing(reason)) => Ok(ResubmitResponse::StillFailing(Json(
+                crate::problem::ProblemBody {
+                    kind: crate::problem::types::INVALID_REQUEST.to_owned(),
+                    title: "The message still cannot be applied".to_owned(),
+                    status: 422,
+                    detail: Some(reason),
+                    field: None,
+                },
+            ))),
+            Err(ResubmitError::Ingest(e)) => Err(ingest_failed(&self.0, e)),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum ResubmitResponse {
+    /// Applied; the entry is resolved.
+    #[oai(status = 200)]
+    Applied(Json<ResubmittedDto>),
+    /// The message still cannot be applied; the entry stays open.
+    #[oai(status = 422, content_type = "application/problem+json")]
+    StillFailing(Json<crate::problem::ProblemBody>),
+}
+
+fn quarantine_id(raw: &str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(raw.trim()).map_err(|_| Problem::invalid("id", "must be a UUID"))
+}
+
+fn ingest_failed(state: &AppState, e: IngestError) -> Problem {
+    if matches!(e, IngestError::Forbidden(_)) {
+        state.observer.refusal("wrong_source");
+    }
+    e.into()
 }

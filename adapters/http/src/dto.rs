@@ -7,12 +7,16 @@ use care_application::views::{
     AccessReport, ChainVerification, ConsentView, GpSummary, GpSummaryState, PersonSummary,
     ReferralList, SearchHit, SearchResults, SourceDemographics, SourceFreshness,
 };
-use care_application::{FeedStatus, Organisation, UserSummary};
+use care_application::{
+    FeedReport, FeedStatus, MessageResult, Organisation, QuarantineSummary, QuarantinedMessage,
+    UserSummary,
+};
 use care_consent::{ChangeKind, ConsentChange, Representative};
-use care_kernel::{Date, SourceId, SourceKind, Timestamp};
+use care_kernel::{Date, SourceId, SourceKind, Timestamp, UpdateOutcome};
 use care_person::{Demographics, Gender, NhsNumber, SourceRecord, Sourced};
 use care_referral::Referral;
 use poem_openapi::Object;
+use uuid::Uuid;
 
 fn gender(g: Gender) -> String {
     match g {
@@ -886,6 +890,8 @@ pub struct FeedSourceDto {
     pub applied: u64,
     /// Messages that changed nothing.
     pub unchanged: u64,
+    /// Messages set aside in the quarantine.
+    pub quarantined: u64,
     /// Quiet for longer than expected.
     pub stale: bool,
 }
@@ -911,6 +917,7 @@ impl From<&FeedStatus> for FeedStatusDto {
                     last_message_at: s.info.last_message_at,
                     applied: s.info.applied,
                     unchanged: s.info.unchanged,
+                    quarantined: s.info.quarantined,
                     stale: s.stale,
                 })
                 .collect(),
@@ -953,6 +960,158 @@ impl From<&care_application::SecurityEvent> for SecurityEventDto {
             user: e.user.as_ref().map(|u| u.to_string()),
             client: e.client.to_string(),
             detail: e.detail.clone(),
+        }
+    }
+}
+
+/// What became of one submitted message.
+#[derive(Debug, Object)]
+pub struct MessageReportDto {
+    /// Its position in the submission, from 0.
+    pub index: u64,
+    /// What names it to its sender (HL7 MSH-10, a FHIR `type/id`), when anything does.
+    pub reference: Option<String>,
+    /// `applied`, `unchanged` or `quarantined`.
+    pub outcome: String,
+    /// The quarantine entry, for a quarantined message.
+    pub quarantine_id: Option<Uuid>,
+    /// Why it was quarantined.
+    pub reason: Option<String>,
+}
+
+/// What became of a submission: every message, applied, unchanged or quarantined.
+#[derive(Debug, Object)]
+pub struct FeedReportDto {
+    /// Messages applied.
+    pub applied: u64,
+    /// Messages that changed nothing (repeats, older than what is held).
+    pub unchanged: u64,
+    /// Messages set aside with their reason.
+    pub quarantined: u64,
+    /// Each message, in order.
+    pub messages: Vec<MessageReportDto>,
+    /// About the submission as a whole (none of them stopped a message).
+    pub warnings: Vec<String>,
+}
+
+impl From<&FeedReport> for FeedReportDto {
+    fn from(r: &FeedReport) -> Self {
+        let (applied, unchanged, quarantined) = r.counts();
+        Self {
+            applied: applied as u64,
+            unchanged: unchanged as u64,
+            quarantined: quarantined as u64,
+            messages: r
+                .messages
+                .iter()
+                .map(|m| {
+                    let (outcome, quarantine_id, reason) = match &m.outcome {
+                        MessageResult::Applied => ("applied", None, None),
+                        MessageResult::Unchanged => ("unchanged", None, None),
+                        MessageResult::Quarantined { id, reason } => {
+                            ("quarantined", Some(*id), Some(reason.clone()))
+                        }
+                    };
+                    MessageReportDto {
+                        index: m.index as u64,
+                        reference: m.reference.clone(),
+                        outcome: outcome.to_owned(),
+                        quarantine_id,
+                        reason,
+                    }
+                })
+                .collect(),
+            warnings: r.warnings.clone(),
+        }
+    }
+}
+
+fn outcome_name(outcome: UpdateOutcome) -> String {
+    match outcome {
+        UpdateOutcome::Applied => "applied",
+        UpdateOutcome::Unchanged | UpdateOutcome::Stale => "unchanged",
+    }
+    .to_owned()
+}
+
+/// A quarantined feed message, without its content.
+#[derive(Debug, Object)]
+pub struct QuarantineEntryDto {
+    /// Its id.
+    pub id: Uuid,
+    /// The source it came from.
+    pub source: String,
+    /// `hl7v2`, `fhir`, `csv_referrals` or `csv_alerts`.
+    pub format: String,
+    /// When it arrived.
+    pub received_at: Timestamp,
+    /// What names it to its sender.
+    pub reference: Option<String>,
+    /// Why it was not applied.
+    pub reason: String,
+    /// Its size in bytes.
+    pub size_bytes: u64,
+    /// When it was re-submitted and applied (absent while open).
+    pub resolved_at: Option<Timestamp>,
+    /// Who re-submitted it.
+    pub resolved_by: Option<String>,
+    /// What applying it did.
+    pub resolution: Option<String>,
+}
+
+impl From<&QuarantineSummary> for QuarantineEntryDto {
+    fn from(m: &QuarantineSummary) -> Self {
+        Self {
+            id: m.id,
+            source: m.source.to_string(),
+            format: m.format.as_str().to_owned(),
+            received_at: m.received_at,
+            reference: m.reference.clone(),
+            reason: m.reason.clone(),
+            size_bytes: m.size,
+            resolved_at: m.resolution.as_ref().map(|r| r.at),
+            resolved_by: m.resolution.as_ref().map(|r| r.by.to_string()),
+            resolution: m.resolution.as_ref().map(|r| outcome_name(r.outcome)),
+        }
+    }
+}
+
+/// A quarantined feed message with its content (audited when read).
+#[derive(Debug, Object)]
+pub struct QuarantineMessageDto {
+    /// The entry.
+    pub entry: QuarantineEntryDto,
+    /// The message as text (bytes that are not UTF-8 shown as U+FFFD).
+    pub raw: String,
+    /// Whether the message was valid UTF-8 (else `raw` is not byte-exact).
+    pub raw_is_utf8: bool,
+}
+
+impl From<&QuarantinedMessage> for QuarantineMessageDto {
+    fn from(m: &QuarantinedMessage) -> Self {
+        Self {
+            entry: QuarantineEntryDto::from(&QuarantineSummary::from(m)),
+            raw: String::from_utf8_lossy(&m.raw).into_owned(),
+            raw_is_utf8: std::str::from_utf8(&m.raw).is_ok(),
+        }
+    }
+}
+
+/// A re-submitted message, applied.
+#[derive(Debug, Object)]
+pub struct ResubmittedDto {
+    /// The entry, now resolved.
+    pub id: Uuid,
+    /// `applied` or `unchanged`.
+    pub outcome: String,
+}
+
+impl ResubmittedDto {
+    /// The answer for an entry and what applying it did.
+    pub fn new(id: Uuid, outcome: UpdateOutcome) -> Self {
+        Self {
+            id,
+            outcome: outcome_name(outcome),
         }
     }
 }

@@ -21,7 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use care_application::{Accounts, Services};
+use care_application::{
+    Accounts, FeedReport, FeedSession, IngestError, Resubmission, ResubmitError, Services,
+};
+use care_kernel::UpdateOutcome;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
@@ -77,6 +80,8 @@ pub struct AppState {
     pub observer: Arc<dyn Observer>,
     /// Readiness.
     pub readiness: Arc<dyn Readiness>,
+    /// The feed parsers.
+    pub feeds: Arc<dyn FeedGateway>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -89,6 +94,35 @@ impl std::fmt::Debug for AppState {
 
 /// The largest request body accepted (the API takes small JSON documents).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The largest body a feed submits (an HL7 batch or a FHIR bundle) or a System Manager
+/// re-submits.
+pub const MAX_FEED_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// A feed submission's body, by its content type.
+#[derive(Debug, Clone, Copy)]
+pub enum FeedBody<'a> {
+    /// `application/hl7-v2`: one HL7 v2 message, several, or an FHS/BHS batch.
+    Hl7v2(&'a [u8]),
+    /// `application/fhir+json`: a FHIR R4 Bundle (or one resource).
+    Fhir(&'a [u8]),
+}
+
+/// The feed parsers, as this adapter needs them: given an authorised session, apply or
+/// quarantine each message of a body; given an opened re-submission, map and apply its
+/// message again. Implemented by the composition root over `care-feeds` (adapters do
+/// not depend on each other).
+#[async_trait]
+pub trait FeedGateway: Send + Sync {
+    /// Applies or quarantines each message of a body.
+    async fn submit(
+        &self,
+        session: FeedSession,
+        body: FeedBody<'_>,
+    ) -> Result<FeedReport, IngestError>;
+    /// Maps and applies a quarantined message again, as it was received.
+    async fn resubmit(&self, resubmission: Resubmission) -> Result<UpdateOutcome, ResubmitError>;
+}
 
 /// The API version, as the OpenAPI document states it.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -182,8 +182,15 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
             )));
         }
         let client = client.unwrap_or(peer);
-        // Read the body here, at most MAX_BODY_BYTES of it, whatever the headers say
-        // (HTTP/2 bodies need declare no length).
+        // Read the body here, at most MAX_BODY_BYTES of it (feeds: MAX_FEED_BODY_BYTES),
+        // whatever the headers say (HTTP/2 bodies need declare no length).
+        let path = req.uri().path();
+        let limit = if path.starts_with("/api/v1/feeds/") || path.starts_with("/api/v1/quarantine/")
+        {
+            crate::MAX_FEED_BODY_BYTES
+        } else {
+            crate::MAX_BODY_BYTES
+        };
         if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH)
             || req
                 .headers()
@@ -192,16 +199,12 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
                 .headers()
                 .contains_key(poem::http::header::TRANSFER_ENCODING)
         {
-            match req
-                .take_body()
-                .into_bytes_limit(crate::MAX_BODY_BYTES)
-                .await
-            {
+            match req.take_body().into_bytes_limit(limit).await {
                 Ok(bytes) => req.set_body(bytes),
                 Err(_) => {
                     return Ok(problem_response(Problem::invalid(
                         "body",
-                        &format!("must be at most {} bytes", crate::MAX_BODY_BYTES),
+                        &format!("must be at most {limit} bytes"),
                     )));
                 }
             }

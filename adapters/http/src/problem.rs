@@ -3,7 +3,7 @@
 //! unknown paths, wrong methods). 4xx problems name the field at fault; 5xx problems
 //! never carry an internal message.
 
-use care_application::{AccessError, AuthError, SignInError};
+use care_application::{AccessError, AuthError, IngestError, SignInError};
 use care_kernel::InvalidValue;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
@@ -87,6 +87,9 @@ pub enum Problem {
     /// The change conflicts with the current state.
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<ProblemBody>),
+    /// The body's content type is not one this endpoint reads.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<ProblemBody>),
     /// Too many requests, or a locked account.
     #[oai(status = 429, content_type = "application/problem+json")]
     TooManyRequests(Json<ProblemBody>, #[oai(header = "Retry-After")] u64),
@@ -149,6 +152,16 @@ impl Problem {
         Problem::Conflict(body(409, types::CONFLICT, "Conflict", Some(detail.into())))
     }
 
+    /// A body of a content type this endpoint does not read.
+    pub fn unsupported_media_type(detail: &str) -> Self {
+        Problem::UnsupportedMediaType(body(
+            415,
+            types::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            Some(detail.into()),
+        ))
+    }
+
     /// Too many requests.
     pub fn rate_limited(retry_after: u64) -> Self {
         Problem::TooManyRequests(
@@ -176,6 +189,7 @@ impl Problem {
             Problem::Forbidden(_) => 403,
             Problem::NotFound(_) => 404,
             Problem::Conflict(_) => 409,
+            Problem::UnsupportedMediaType(_) => 415,
             Problem::TooManyRequests(..) => 429,
             Problem::Internal(_) => 500,
             Problem::Unavailable(_) => 503,
@@ -190,6 +204,7 @@ impl Problem {
             | Problem::Forbidden(b)
             | Problem::NotFound(b)
             | Problem::Conflict(b)
+            | Problem::UnsupportedMediaType(b)
             | Problem::TooManyRequests(b, _)
             | Problem::Internal(b)
             | Problem::Unavailable(b) => &b.0.kind,
@@ -225,6 +240,25 @@ impl From<AccessError> for Problem {
             AccessError::Invalid(v) => v.into(),
             AccessError::Rejected(why) => Problem::conflict(&why),
             AccessError::Unexpected(cause) => Problem::internal(&cause),
+        }
+    }
+}
+
+impl From<IngestError> for Problem {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Forbidden(_) => Problem::forbidden(
+                types::FORBIDDEN,
+                "Forbidden",
+                "this account may not submit for this source",
+            ),
+            IngestError::UnknownSource(_) => {
+                Problem::invalid("source", "is not a registered feed source")
+            }
+            IngestError::Invalid(v) => v.into(),
+            IngestError::Conflict(why) => Problem::conflict(&why),
+            IngestError::Busy => Problem::unavailable(),
+            IngestError::Unexpected(cause) => Problem::internal(&cause),
         }
     }
 }

@@ -6,8 +6,8 @@ use care_access_audit::{AuditEvent, ChainHead, ChainedEvent};
 use care_alert::Alert;
 use care_application::{
     AlertRepository, AuditError, AuditLog, ConsentRepository, MessageOutcome, PersonRepository,
-    QuarantineFilter, QuarantineStore, QuarantinedMessage, ReferralRepository, RepoError,
-    Resolution, SourceInfo, SourceRegistry,
+    QuarantineFilter, QuarantineStore, QuarantineSummary, QuarantinedMessage, ReferralRepository,
+    RepoError, Resolution, SourceInfo, SourceRegistry,
 };
 use care_consent::Consent;
 use care_kernel::{AlertId, PersonId, ReferralId, SourceId, Timestamp};
@@ -428,7 +428,7 @@ impl QuarantineStore for InMemoryQuarantine {
         &self,
         filter: &QuarantineFilter,
         limit: usize,
-    ) -> Result<Vec<QuarantinedMessage>, RepoError> {
+    ) -> Result<Vec<QuarantineSummary>, RepoError> {
         let state = lock(&self.state);
         let mut found: Vec<&QuarantinedMessage> = state
             .values()
@@ -436,7 +436,11 @@ impl QuarantineStore for InMemoryQuarantine {
             .filter(|m| !filter.open_only || m.resolution.is_none())
             .collect();
         found.sort_by(|a, b| b.received_at.cmp(&a.received_at).then(a.id.cmp(&b.id)));
-        Ok(found.into_iter().take(limit).cloned().collect())
+        Ok(found
+            .into_iter()
+            .take(limit)
+            .map(QuarantineSummary::from)
+            .collect())
     }
 
     async fn resolve(&self, id: Uuid, resolution: &Resolution) -> Result<bool, RepoError> {

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use care_application::{
-    FeedFormat, QuarantineFilter, QuarantineStore, QuarantinedMessage, RepoError, Resolution,
+    FeedFormat, QuarantineFilter, QuarantineStore, QuarantineSummary, QuarantinedMessage,
+    RepoError, Resolution,
 };
 use care_kernel::{SourceId, UpdateOutcome, UserId};
 use sea_orm::{ConnectionTrait, QueryResult, Value};
@@ -26,6 +27,10 @@ impl SqlQuarantine {
 const COLUMNS: &str = "id, source_id, format, received_at, reference, raw, reason, \
                        resolved_at, resolved_by, resolved_outcome, corrected";
 
+/// A list's columns: the size in place of the content, no correction.
+const SUMMARY_COLUMNS: &str = "id, source_id, format, received_at, reference, \
+                               CAST(length(raw) AS BIGINT), reason, resolved_at, resolved_by, resolved_outcome";
+
 fn outcome_name(outcome: UpdateOutcome) -> &'static str {
     match outcome {
         UpdateOutcome::Applied => "applied",
@@ -45,22 +50,39 @@ fn outcome_of(name: &str) -> Result<UpdateOutcome, RepoError> {
     }
 }
 
+fn decode_summary(row: &QueryResult) -> Result<QuarantineSummary, RepoError> {
+    let id = Uuid::parse_str(&col::<String>(row, 0)?).map_err(unexpected)?;
+    let size: i64 = col(row, 5)?;
+    Ok(QuarantineSummary {
+        id,
+        source: SourceId::parse(&col::<String>(row, 1)?).map_err(unexpected)?,
+        format: FeedFormat::parse(&col::<String>(row, 2)?).map_err(unexpected)?,
+        received_at: from_micros(col(row, 3)?)?,
+        reference: col(row, 4)?,
+        size: u64::try_from(size).unwrap_or(0),
+        reason: col(row, 6)?,
+        resolution: resolution(row, false)?,
+    })
+}
+
+fn resolution(row: &QueryResult, with_correction: bool) -> Result<Option<Resolution>, RepoError> {
+    let resolved_at: Option<i64> = col(row, 7)?;
+    let Some(at) = resolved_at else {
+        return Ok(None);
+    };
+    let by: Option<String> = col(row, 8)?;
+    let outcome: Option<String> = col(row, 9)?;
+    Ok(Some(Resolution {
+        at: from_micros(at)?,
+        by: UserId::parse(&by.unwrap_or_default()).map_err(unexpected)?,
+        outcome: outcome_of(&outcome.unwrap_or_default())?,
+        corrected: if with_correction { col(row, 10)? } else { None },
+    }))
+}
+
 fn decode(row: &QueryResult) -> Result<QuarantinedMessage, RepoError> {
     let id = Uuid::parse_str(&col::<String>(row, 0)?).map_err(unexpected)?;
-    let resolved_at: Option<i64> = col(row, 7)?;
-    let resolution = match resolved_at {
-        None => None,
-        Some(at) => {
-            let by: Option<String> = col(row, 8)?;
-            let outcome: Option<String> = col(row, 9)?;
-            Some(Resolution {
-                at: from_micros(at)?,
-                by: UserId::parse(&by.unwrap_or_default()).map_err(unexpected)?,
-                outcome: outcome_of(&outcome.unwrap_or_default())?,
-                corrected: col(row, 10)?,
-            })
-        }
-    };
+    let resolution = resolution(row, true)?;
     Ok(QuarantinedMessage {
         id,
         source: SourceId::parse(&col::<String>(row, 1)?).map_err(unexpected)?,
@@ -127,7 +149,7 @@ impl QuarantineStore for SqlQuarantine {
         &self,
         filter: &QuarantineFilter,
         limit: usize,
-    ) -> Result<Vec<QuarantinedMessage>, RepoError> {
+    ) -> Result<Vec<QuarantineSummary>, RepoError> {
         let mut conditions = Vec::new();
         let mut values: Vec<Value> = Vec::new();
         if let Some(source) = &filter.source {
@@ -144,11 +166,11 @@ impl QuarantineStore for SqlQuarantine {
         };
         values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
         let sql = format!(
-            "SELECT {COLUMNS} FROM quarantine {filter_sql} \
+            "SELECT {SUMMARY_COLUMNS} FROM quarantine {filter_sql} \
              ORDER BY received_at DESC, id LIMIT ${}",
             values.len()
         );
-        self.db.rows(&sql, values, decode).await
+        self.db.rows(&sql, values, decode_summary).await
     }
 
     async fn resolve(&self, id: Uuid, resolution: &Resolution) -> Result<bool, RepoError> {

@@ -1,8 +1,10 @@
 //! `carerecord`: the composition root. The only place that picks adapters for ports.
 
+mod bench_feed;
 mod bench_http;
 mod cache;
 mod demo;
+mod feeds;
 mod ingest;
 mod load_test;
 mod metrics;
@@ -143,6 +145,37 @@ enum Command {
     /// Load a council's CSV extract (referrals or alerts) as that source's feed: each row
     /// applied or quarantined; exits non-zero when any row was quarantined.
     Ingest(ingest::IngestArgs),
+    /// Load a running server's feeds: synthetic ADT A01 messages over MLLP (an ACK per
+    /// message) and over HTTP as HL7 batches, beside the parse-only rate in this process.
+    BenchFeed {
+        /// The server's HTTP base URL, for the batch measurement.
+        #[arg(long)]
+        url: Option<String>,
+        /// The MLLP listener (host:port).
+        #[arg(long)]
+        mllp: Option<String>,
+        /// The feed account (for HTTP).
+        #[arg(long, default_value = "feed")]
+        user: String,
+        /// Its password.
+        #[arg(long, env = "CARE_DEMO_PASSWORD", default_value = "")]
+        password: String,
+        /// Its source.
+        #[arg(long, default_value = "demo-feed")]
+        source: String,
+        /// Messages per measurement.
+        #[arg(long, default_value_t = 20_000)]
+        messages: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Messages per HTTP batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Where generated identifiers start (change it to add new people).
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
     /// Write synthetic people (with alerts, referrals and consent) as JSON lines.
     Generate {
         #[command(flatten)]
@@ -217,6 +250,35 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
                 rate,
             };
             let lines = bench_http::run(&bench, &dataset.generator()?, dataset.people).await?;
+            let mut out = std::io::stdout().lock();
+            for line in lines {
+                writeln!(out, "{line}")?;
+            }
+            Ok(())
+        }
+        Command::BenchFeed {
+            url,
+            mllp,
+            user,
+            password,
+            source,
+            messages,
+            connections,
+            batch,
+            offset,
+        } => {
+            let bench = bench_feed::BenchFeed {
+                url,
+                mllp,
+                user,
+                password,
+                source,
+                messages,
+                connections,
+                batch,
+                offset,
+            };
+            let lines = bench_feed::run(&bench).await?;
             let mut out = std::io::stdout().lock();
             for line in lines {
                 writeln!(out, "{line}")?;

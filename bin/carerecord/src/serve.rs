@@ -14,6 +14,7 @@ use care_application::{
 };
 use care_http::{AppState, NetworkPolicy, Observer, Readiness, SignInLimits, parse_networks};
 use care_in_memory::{SystemClock, UuidV7Ids};
+use care_kernel::UserId;
 use care_persistence::Database;
 use care_policy::CasbinPolicy;
 use care_security::{Argon2Hasher, RandomTokens};
@@ -39,6 +40,9 @@ pub struct FileConfig {
     policy_file: Option<PathBuf>,
     sign_in_per_minute_per_address: Option<u32>,
     sign_in_per_minute_per_account: Option<u32>,
+    mllp_addr: Option<String>,
+    mllp_account: Option<String>,
+    mllp_allowed_networks: Option<Vec<String>>,
 }
 
 /// The server's settings, resolved.
@@ -58,6 +62,12 @@ pub struct ServeConfig {
     pub policy: Option<(PathBuf, PathBuf)>,
     /// Sign-in attempts per minute per address and per account.
     pub sign_in_limits: (u32, u32),
+    /// The MLLP listener, when there is one: where, and the feed account it submits as.
+    pub mllp: Option<(SocketAddr, UserId)>,
+    /// Who may connect to the MLLP listener (the interface engines): its own list,
+    /// loopback only unless `CARE_MLLP_ALLOWED_NETWORKS` says otherwise — never the
+    /// staff allow-list, which reaches every ward PC.
+    pub mllp_allowed: Vec<ipnet::IpNet>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -150,6 +160,23 @@ impl ServeConfig {
                 None => Ok(from_file.unwrap_or(default)),
             }
         };
+        let mllp = match env("CARE_MLLP_ADDR").or(f.mllp_addr) {
+            None => None,
+            Some(raw) => {
+                let addr: SocketAddr = raw
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("CARE_MLLP_ADDR: {raw:?} is not an address:port"))?;
+                let account = env("CARE_MLLP_ACCOUNT")
+                    .or(f.mllp_account)
+                    .unwrap_or_else(|| "feed".into());
+                let account = UserId::parse(account.trim())
+                    .map_err(|e| anyhow::anyhow!("CARE_MLLP_ACCOUNT: {}", e.reason))?;
+                Some((addr, account))
+            }
+        };
+        let mllp_allowed = networks("CARE_MLLP_ALLOWED_NETWORKS", f.mllp_allowed_networks)?
+            .unwrap_or_else(care_http::loopback);
         Ok(Self {
             http_addr,
             database_url,
@@ -175,6 +202,8 @@ impl ServeConfig {
                     10,
                 )?,
             ),
+            mllp,
+            mllp_allowed,
         })
     }
 }
@@ -243,6 +272,33 @@ pub async fn serve(
     metrics: care_telemetry::Metrics,
 ) -> anyhow::Result<()> {
     let observer: Arc<dyn Observer> = Arc::new(crate::metrics::PrometheusObserver(metrics));
+    let (stop_mllp, mllp_stopped) = tokio::sync::watch::channel(false);
+    let mllp_task = match &config.mllp {
+        None => None,
+        Some((addr, account)) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for MLLP on {addr}"))?;
+            let bound = listener.local_addr()?;
+            eprintln!("carerecord: MLLP listening on {bound} (feed account {account})");
+            let network = NetworkPolicy {
+                allowed: config.mllp_allowed.clone(),
+                trusted_proxies: Vec::new(),
+            };
+            let mut settings = care_feeds::mllp::MllpSettings::new(account.clone());
+            settings.allowed = Arc::new(move |ip| network.allows(ip));
+            let mut stopped = mllp_stopped.clone();
+            Some(tokio::spawn(care_feeds::mllp::serve(
+                listener,
+                wired.services.clone(),
+                wired.accounts.clone(),
+                settings,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            )))
+        }
+    };
     let state = Arc::new(AppState {
         services: wired.services,
         accounts: wired.accounts,
@@ -250,6 +306,7 @@ pub async fn serve(
         limits: SignInLimits::new(config.sign_in_limits.0, config.sign_in_limits.1),
         observer,
         readiness: Arc::new(DatabaseReadiness(wired.db.clone())),
+        feeds: Arc::new(crate::feeds::Feeds),
     });
     let app = care_http::app(state);
     let listener = TcpListener::bind(config.http_addr);
@@ -302,6 +359,10 @@ pub async fn serve(
         .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
         .await
         .context("serving HTTP")?;
+    let _ = stop_mllp.send(true);
+    if let Some(task) = mllp_task {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
     eprintln!("carerecord: stopped");
     Ok(())
 }

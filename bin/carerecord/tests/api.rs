@@ -30,6 +30,8 @@ const POSTGRES_URL: &str = "CARE_TEST_POSTGRES_URL";
 struct Server {
     child: Child,
     base: String,
+    /// The MLLP listener's address, when `CARE_MLLP_ADDR` was set.
+    mllp: Option<String>,
 }
 
 impl Drop for Server {
@@ -59,17 +61,21 @@ fn start(command: &str, url: &str, env: &[(&str, &str)]) -> Server {
     std::thread::spawn(move || {
         let mut sent = false;
         let mut seen = String::new();
+        let mut mllp = None;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if !sent {
                 seen.push_str(&line);
                 seen.push('\n');
+                if let Some(rest) = line.split("MLLP listening on ").nth(1) {
+                    mllp = rest.split_whitespace().next().map(str::to_owned);
+                }
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest
                         .split_whitespace()
                         .next()
                         .unwrap_or_default()
                         .to_owned();
-                    tx.send(Ok(addr)).ok();
+                    tx.send(Ok((addr, mllp.take()))).ok();
                     sent = true;
                 }
             }
@@ -79,9 +85,10 @@ fn start(command: &str, url: &str, env: &[(&str, &str)]) -> Server {
         }
     });
     match rx.recv_timeout(Duration::from_secs(300)) {
-        Ok(Ok(addr)) => Server {
+        Ok(Ok((addr, mllp))) => Server {
             child,
             base: format!("http://{addr}"),
+            mllp,
         },
         Ok(Err(output)) => panic!("carerecord {command} exited before listening:\n{output}"),
         Err(_) => panic!("carerecord {command} did not listen within 300 s"),
@@ -289,6 +296,10 @@ async fn every_endpoint_against_every_role(api: &Api, cast: &Cast) {
         ("/api/v1/users".to_owned(), &["system_manager"]),
         ("/api/v1/organisations".to_owned(), &["system_manager"]),
         ("/api/v1/feeds".to_owned(), &["system_manager"]),
+        (
+            "/api/v1/quarantine?limit=20".to_owned(),
+            &["system_manager"],
+        ),
         (
             "/api/v1/security-events?limit=20".to_owned(),
             &["system_manager"],
@@ -1164,7 +1175,39 @@ async fn forwarded_for_is_read_with_care(url: &str) {
 }
 
 async fn allow_list_refuses_other_networks(url: &str, db: &Database) {
-    let server = start("serve", url, &[("CARE_ALLOWED_NETWORKS", "10.0.0.0/8")]);
+    let server = start(
+        "serve",
+        url,
+        &[
+            ("CARE_ALLOWED_NETWORKS", "10.0.0.0/8"),
+            ("CARE_MLLP_ADDR", "127.0.0.1:0"),
+            ("CARE_MLLP_ALLOWED_NETWORKS", "10.1.0.0/16"),
+        ],
+    );
+    // MLLP has its own allow-list: a connection from elsewhere is closed unanswered.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(server.mllp.as_deref().unwrap())
+            .await
+            .unwrap();
+        let _ = stream
+            .write_all(&mllp_frame(&adt(
+                "deny-1",
+                "20261101090000",
+                "DENY1",
+                &test_nhs(30),
+                "Denied",
+            )))
+            .await;
+        let mut answer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "closed without an ACK: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
     let api = Api::new(&server);
     let refused = api.sign_in("gp", PASSWORD).await;
     assert_problem(
@@ -1198,6 +1241,13 @@ async fn allow_list_refuses_other_networks(url: &str, db: &Database) {
             .any(|e| e.kind == SecurityEventKind::NetworkRefused
                 && e.client.to_string() == "127.0.0.1"),
         "the refusal is in the security log: {recent:?}"
+    );
+    assert!(
+        recent
+            .iter()
+            .any(|e| e.kind == SecurityEventKind::NetworkRefused
+                && e.detail.as_deref() == Some("mllp")),
+        "the MLLP refusal is in the security log: {recent:?}"
     );
 }
 
@@ -1276,6 +1326,7 @@ async fn suite(url: &str) {
         &[
             ("CARE_SIGN_IN_PER_MINUTE_PER_ADDRESS", "1000"),
             ("CARE_SIGN_IN_PER_MINUTE_PER_ACCOUNT", "100"),
+            ("CARE_MLLP_ADDR", "127.0.0.1:0"),
         ],
     );
     let api = Api::new(&server);
@@ -1295,6 +1346,12 @@ async fn suite(url: &str) {
     idle_sessions_end(url).await;
     forwarded_for_is_read_with_care(url).await;
     sign_in_is_rate_limited(url, &db).await;
+    feeds_over_http(&api).await;
+    feeds_over_mllp(
+        &api,
+        server.mllp.as_deref().expect("the MLLP listener started"),
+    )
+    .await;
     // Metrics name routes, never people.
     let metrics = api.call(Method::GET, "/metrics", None, &[], None).await;
     assert!(
@@ -1314,6 +1371,455 @@ async fn suite(url: &str) {
     let auditor = api.token("auditor").await;
     let v = api.get("/api/v1/audit/verify", &auditor).await;
     assert_eq!(v.body["valid"], true, "{}", v.text);
+}
+
+/// A valid NHS number from the 999 test range, away from the demo's people.
+fn test_nhs(n: u32) -> String {
+    care_person::NhsNumber::from_first_nine(999_555_000 + n)
+        .or_else(|| care_person::NhsNumber::from_first_nine(999_556_000 + n))
+        .unwrap()
+        .digits()
+}
+
+fn adt(control: &str, time: &str, local: &str, nhs: &str, family: &str) -> String {
+    format!(
+        "MSH|^~\\&|PAS|RDZ|CARE|DCR|{time}||ADT^A01|{control}|P|2.4\r\
+         EVN|A01|{time}\r\
+         PID|1||{local}^^^RDZ^MR~{nhs}^^^NHS^NH||{family}^Sam||19800101|F|||1 High St^^Poole^^BH15 1AA\r"
+    )
+}
+
+async fn post_raw(
+    api: &Api,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Answer {
+    let mut req = api
+        .http
+        .post(format!("{}{path}", api.base))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("the server answers");
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        content_type,
+        body,
+        text,
+    }
+}
+
+/// Feed submission over HTTP: per-message outcomes, idempotence, the quarantine and its
+/// re-submission, and who may do each.
+async fn feeds_over_http(api: &Api) {
+    let feed = api.token("feed").await;
+    let path = "/api/v1/feeds/demo-feed/messages";
+    let good_nhs = test_nhs(1);
+    let batch = [
+        adt("http-1", "20261101090000", "HTTP1", &good_nhs, "Feedwell"),
+        adt("http-2", "2026-11-01", "HTTP2", &test_nhs(2), "Broken"),
+    ]
+    .concat();
+    let a = post_raw(
+        api,
+        path,
+        Some(&feed),
+        "application/hl7-v2",
+        batch.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(
+        (a.body["applied"].as_u64(), a.body["quarantined"].as_u64()),
+        (Some(1), Some(1)),
+        "{}",
+        a.text
+    );
+    assert_eq!(a.body["messages"][0]["reference"], "http-1");
+    assert_eq!(a.body["messages"][1]["outcome"], "quarantined");
+    assert!(
+        a.body["messages"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("EVN-2"),
+        "{}",
+        a.text
+    );
+    let quarantined = a.body["messages"][1]["quarantine_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The same batch again: the good message changes nothing.
+    let again = post_raw(
+        api,
+        path,
+        Some(&feed),
+        "application/hl7-v2; charset=utf-8",
+        batch.into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (
+            again.body["applied"].as_u64(),
+            again.body["unchanged"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{}",
+        again.text
+    );
+    // The person is there for a clinician, through policy and audit.
+    let gp = api.token("gp").await;
+    let found = api
+        .get(&format!("/api/v1/people?nhs_number={good_nhs}"), &gp)
+        .await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.text);
+    assert_eq!(
+        found.body["results"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        found.text
+    );
+
+    // Who may submit: the feed account, for its own source only.
+    for role in Role::ALL {
+        if role == Role::Feed {
+            continue;
+        }
+        let token = api.token(role.as_str()).await;
+        let a = post_raw(
+            api,
+            path,
+            Some(&token),
+            "application/hl7-v2",
+            b"MSH|^~\\&|".to_vec(),
+        )
+        .await;
+        assert_problem(
+            &a,
+            403,
+            "/forbidden",
+            &format!("{} submits a feed", role.as_str()),
+        );
+    }
+    let other = post_raw(
+        api,
+        "/api/v1/feeds/other-source/messages",
+        Some(&feed),
+        "application/hl7-v2",
+        b"MSH|^~\\&|".to_vec(),
+    )
+    .await;
+    assert_problem(
+        &other,
+        403,
+        "/forbidden",
+        "a feed account submits for another source",
+    );
+    let anonymous = post_raw(
+        api,
+        path,
+        None,
+        "application/hl7-v2",
+        b"MSH|^~\\&|".to_vec(),
+    )
+    .await;
+    assert_problem(&anonymous, 401, "/unauthenticated", "anonymous feed");
+    let text = post_raw(api, path, Some(&feed), "text/plain", b"hello".to_vec()).await;
+    assert_problem(
+        &text,
+        415,
+        "/unsupported-media-type",
+        "a feed in text/plain",
+    );
+    let unreadable = post_raw(
+        api,
+        path,
+        Some(&feed),
+        "application/fhir+json",
+        b"{not json".to_vec(),
+    )
+    .await;
+    assert_eq!(unreadable.status, StatusCode::OK, "{}", unreadable.text);
+    assert_eq!(
+        unreadable.body["quarantined"].as_u64(),
+        Some(1),
+        "{}",
+        unreadable.text
+    );
+
+    // The quarantine, for the System Manager.
+    let admin = api.token("system_manager").await;
+    let list = api
+        .get("/api/v1/quarantine?open=true&source=demo-feed", &admin)
+        .await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    assert!(
+        list.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == quarantined.as_str()),
+        "{}",
+        list.text
+    );
+    let one = api
+        .get(&format!("/api/v1/quarantine/{quarantined}"), &admin)
+        .await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.text);
+    assert!(
+        one.body["raw"].as_str().unwrap().contains("MSH|^~\\&|PAS"),
+        "{}",
+        one.text
+    );
+    assert_eq!(one.body["entry"]["reference"], "http-2");
+    let feed_reads = api
+        .get(&format!("/api/v1/quarantine/{quarantined}"), &feed)
+        .await;
+    assert_problem(
+        &feed_reads,
+        403,
+        "/forbidden",
+        "a feed account reads the quarantine",
+    );
+    let resubmit = format!("/api/v1/quarantine/{quarantined}/resubmit");
+    let still = api
+        .call(Method::POST, &resubmit, Some(&admin), &[], None)
+        .await;
+    assert_eq!(still.status.as_u16(), 422, "{}", still.text);
+    assert!(still.content_type.starts_with("application/problem+json"));
+    assert!(
+        still.body["detail"].as_str().unwrap().starts_with("EVN-2"),
+        "{}",
+        still.text
+    );
+    // A message waiting for a merge: it names HTTP3 with the NHS number HTTP1's record
+    // holds, so it is quarantined; once the source merges the two, re-submitting the
+    // same bytes applies.
+    let alone = adt("http-3", "20261101100000", "HTTP3", "", "Another").replace("~^^^NHS^NH", "");
+    let alone = post_raw(
+        api,
+        path,
+        Some(&feed),
+        "application/hl7-v2",
+        alone.into_bytes(),
+    )
+    .await;
+    assert_eq!(alone.body["applied"].as_u64(), Some(1), "{}", alone.text);
+    let waiting = adt("http-4", "20261101110000", "HTTP3", &good_nhs, "Another");
+    let waiting = post_raw(
+        api,
+        path,
+        Some(&feed),
+        "application/hl7-v2",
+        waiting.into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        waiting.body["messages"][0]["outcome"], "quarantined",
+        "{}",
+        waiting.text
+    );
+    assert!(
+        waiting.body["messages"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("merge"),
+        "{}",
+        waiting.text
+    );
+    let waiting_id = waiting.body["messages"][0]["quarantine_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let merge = "MSH|^~\\&|PAS|RDZ|CARE|DCR|20261101120000||ADT^A40|http-5|P|2.4\r\
+                 EVN|A40|20261101120000\r\
+                 PID|1||HTTP1^^^RDZ^MR\r\
+                 MRG|HTTP3^^^RDZ^MR\r";
+    let merged = post_raw(
+        api,
+        path,
+        Some(&feed),
+        "application/hl7-v2",
+        merge.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(merged.body["applied"].as_u64(), Some(1), "{}", merged.text);
+    let resubmit_waiting = format!("/api/v1/quarantine/{waiting_id}/resubmit");
+    let done = api
+        .call(Method::POST, &resubmit_waiting, Some(&admin), &[], None)
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert_eq!(done.body["outcome"], "applied", "{}", done.text);
+    let twice = api
+        .call(Method::POST, &resubmit_waiting, Some(&admin), &[], None)
+        .await;
+    assert_problem(&twice, 409, "/conflict", "re-submitting a resolved entry");
+    let resolved = api
+        .get(&format!("/api/v1/quarantine/{waiting_id}"), &admin)
+        .await;
+    assert_eq!(
+        resolved.body["entry"]["resolved_by"], "system_manager",
+        "{}",
+        resolved.text
+    );
+    let by_gp = api
+        .call(Method::POST, &resubmit, Some(&gp), &[], None)
+        .await;
+    assert_problem(&by_gp, 403, "/forbidden", "a gp re-submits");
+    let bad_id = api
+        .call(
+            Method::POST,
+            "/api/v1/quarantine/nope/resubmit",
+            Some(&admin),
+            &[],
+            None,
+        )
+        .await;
+    assert_problem(
+        &bad_id,
+        400,
+        "/invalid-request",
+        "a malformed quarantine id",
+    );
+
+    // Feed status counts it all.
+    let status = api.get("/api/v1/feeds", &admin).await;
+    let demo = status.body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "demo-feed")
+        .unwrap()
+        .clone();
+    assert!(demo["applied"].as_u64().unwrap() >= 1, "{demo}");
+    assert!(demo["quarantined"].as_u64().unwrap() >= 3, "{demo}");
+    assert_eq!(demo["stale"], false, "{demo}");
+}
+
+fn mllp_frame(body: &str) -> Vec<u8> {
+    let mut f = vec![0x0b];
+    f.extend_from_slice(body.as_bytes());
+    f.extend_from_slice(&[0x1c, 0x0d]);
+    f
+}
+
+async fn read_ack(stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>) -> String {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buffer.windows(2).position(|w| w == [0x1c, 0x0d]) {
+            let start = buffer.iter().position(|&b| b == 0x0b).unwrap();
+            let ack = String::from_utf8_lossy(&buffer[start + 1..end]).into_owned();
+            buffer.drain(..end + 2);
+            return ack;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk))
+            .await
+            .expect("an ACK within 30 s")
+            .unwrap();
+        assert!(n > 0, "the listener closed the connection before answering");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn msa(ack: &str) -> (String, String) {
+    let line = ack
+        .split('\r')
+        .find(|l| l.starts_with("MSA|"))
+        .unwrap_or_else(|| panic!("no MSA in {ack:?}"));
+    let mut fields = line.split('|');
+    fields.next();
+    (
+        fields.next().unwrap().to_owned(),
+        fields.next().unwrap_or_default().to_owned(),
+    )
+}
+
+/// HL7 v2 over MLLP to the real binary: frames split across writes and several in one
+/// write, one ACK each (AA applied, AE quarantined with the reason), AR for broken
+/// framing.
+async fn feeds_over_mllp(api: &Api, addr: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buffer = Vec::new();
+    let first = mllp_frame(&adt(
+        "mllp-1",
+        "20261102090000",
+        "MLLP1",
+        &test_nhs(11),
+        "Framewell",
+    ));
+    let (a, b) = first.split_at(first.len() / 2);
+    stream.write_all(a).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream.write_all(b).await.unwrap();
+    let ack = read_ack(&mut stream, &mut buffer).await;
+    assert_eq!(msa(&ack), ("AA".to_owned(), "mllp-1".to_owned()), "{ack:?}");
+    assert!(
+        ack.starts_with("MSH|^~\\&|CARE|DCR|PAS|RDZ|"),
+        "sender and receiver swapped: {ack:?}"
+    );
+    let two = [
+        mllp_frame(&adt(
+            "mllp-2",
+            "20261102090100",
+            "MLLP2",
+            &test_nhs(12),
+            "Twoinone",
+        )),
+        mllp_frame(&adt(
+            "mllp-3",
+            "20261102090200",
+            "MLLP3",
+            "1234567890",
+            "Badnumber",
+        )),
+    ]
+    .concat();
+    stream.write_all(&two).await.unwrap();
+    let ack2 = read_ack(&mut stream, &mut buffer).await;
+    let ack3 = read_ack(&mut stream, &mut buffer).await;
+    assert_eq!(msa(&ack2).0, "AA", "{ack2:?}");
+    let (code, control) = msa(&ack3);
+    assert_eq!(
+        (code.as_str(), control.as_str()),
+        ("AE", "mllp-3"),
+        "{ack3:?}"
+    );
+    assert!(
+        ack3.contains("PID-3") && ack3.contains("ERR|"),
+        "the reason travels back: {ack3:?}"
+    );
+    // Bytes outside a frame: AR, and the connection closes.
+    stream.write_all(b"MSH|not framed\r").await.unwrap();
+    let ar = read_ack(&mut stream, &mut buffer).await;
+    assert_eq!(msa(&ar).0, "AR", "{ar:?}");
+    let gp = api.token("gp").await;
+    for n in [11, 12] {
+        let found = api
+            .get(&format!("/api/v1/people?nhs_number={}", test_nhs(n)), &gp)
+            .await;
+        assert_eq!(
+            found.body["results"].as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            found.text
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -269,6 +269,28 @@ pub struct Demographics {
     pub registered_gp: Option<GpPractice>,
 }
 
+impl Demographics {
+    /// Fills the fields this statement leaves empty from an earlier one (a source whose
+    /// messages send only what changed).
+    pub fn fill_from(&mut self, earlier: &Demographics) {
+        if self.name.is_none() {
+            self.name.clone_from(&earlier.name);
+        }
+        if self.birth_date.is_none() {
+            self.birth_date = earlier.birth_date;
+        }
+        if self.gender.is_none() {
+            self.gender = earlier.gender;
+        }
+        if self.address.is_none() {
+            self.address.clone_from(&earlier.address);
+        }
+        if self.registered_gp.is_none() {
+            self.registered_gp.clone_from(&earlier.registered_gp);
+        }
+    }
+}
+
 /// One source's latest statement about a person: its demographics at its source time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceRecord {

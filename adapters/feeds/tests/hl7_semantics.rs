@@ -1,0 +1,336 @@
+//! Feed semantics over HL7 v2 (SPEC §5): idempotent, ordered by source time, merges
+//! followed by updates to the retired identifier, deaths never undone by older
+//! messages, nothing lost, and re-submission after a fix.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use care_application::{IngestError, QuarantineFilter};
+use care_feeds::intake::{ResubmitError, resubmit_hl7};
+use care_feeds::{Outcome, Report};
+use care_kernel::{Actor, OrganisationId, Role, SourceId, UpdateOutcome, UserId};
+use care_person::{Identifier, LocalId, Person};
+use common::{SOURCE, World};
+
+/// An ADT message about local id `local`, sent at `time` (HL7 DTM), with a family name
+/// and extra PID fields from 29 on (`death`: PID-29|PID-30).
+fn adt(event: &str, control: &str, time: &str, local: &str, family: &str, death: &str) -> String {
+    format!(
+        "MSH|^~\\&|PAS|RDZ|CARE|DCR|{time}||ADT^{event}|{control}|P|2.4\r\
+         EVN|{event}|{time}\r\
+         PID|1||{local}^^^RDZ^MR||{family}^Sam||19800101|F|||1 High St^^Poole^^BH15 1AA||||||||||||||||||{death}\r"
+    )
+}
+
+fn merge(control: &str, time: &str, survivor: &str, retired: &str) -> String {
+    format!(
+        "MSH|^~\\&|PAS|RDZ|CARE|DCR|{time}||ADT^A40|{control}|P|2.4\r\
+         EVN|A40|{time}\r\
+         PID|1||{survivor}^^^RDZ^MR||Merged^Sam\r\
+         MRG|{retired}^^^RDZ^MR\r"
+    )
+}
+
+async fn send(world: &World, body: &str) -> Report {
+    world.intake().await.hl7(body.as_bytes()).await.unwrap()
+}
+
+async fn person(world: &World, local: &str) -> Person {
+    let id = LocalId::new(SourceId::parse(SOURCE).unwrap(), local).unwrap();
+    world
+        .services
+        .ports()
+        .people
+        .find_by_identifier(&Identifier::Local(id))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no one with local id {local}"))
+}
+
+fn family(person: &Person) -> String {
+    person.resolved().name.unwrap().value.family().to_owned()
+}
+
+#[tokio::test]
+async fn the_same_batch_twice_changes_nothing_the_second_time() {
+    let world = World::new().await;
+    let batch = [
+        adt("A01", "m1", "20260101090000", "L1", "Smith", ""),
+        adt("A01", "m2", "20260101090100", "L2", "Jones", ""),
+        adt("A08", "m3", "20260101090200", "L1", "Smyth", ""),
+    ]
+    .concat();
+    assert_eq!(send(&world, &batch).await.counts(), (3, 0, 0));
+    let again = send(&world, &batch).await;
+    assert_eq!(again.counts(), (0, 3, 0), "{again:?}");
+    assert_eq!(family(&person(&world, "L1").await), "Smyth");
+}
+
+#[tokio::test]
+async fn updates_arriving_in_reverse_order_leave_the_newest() {
+    let world = World::new().await;
+    let newer = adt("A08", "m2", "20260102120000", "L1", "Newer", "");
+    let older = adt("A08", "m1", "20260101120000", "L1", "Older", "");
+    assert_eq!(send(&world, &newer).await.counts(), (1, 0, 0));
+    assert_eq!(
+        send(&world, &older).await.counts(),
+        (0, 1, 0),
+        "older than what is held: unchanged"
+    );
+    assert_eq!(family(&person(&world, "L1").await), "Newer");
+}
+
+#[tokio::test]
+async fn after_a_merge_updates_to_the_retired_identifier_reach_the_survivor() {
+    let world = World::new().await;
+    send(
+        &world,
+        &adt("A01", "m1", "20260101090000", "KEEP", "Keeper", ""),
+    )
+    .await;
+    send(
+        &world,
+        &adt("A01", "m2", "20260101090000", "GONE", "Gone", ""),
+    )
+    .await;
+    let keep = person(&world, "KEEP").await.id();
+    assert_eq!(
+        send(&world, &merge("m3", "20260101100000", "KEEP", "GONE"))
+            .await
+            .counts(),
+        (1, 0, 0)
+    );
+    assert_eq!(
+        person(&world, "GONE").await.id(),
+        keep,
+        "the retired id follows"
+    );
+    let update = adt("A08", "m4", "20260101110000", "GONE", "Updated", "");
+    assert_eq!(send(&world, &update).await.counts(), (1, 0, 0));
+    let survivor = person(&world, "KEEP").await;
+    assert_eq!(survivor.id(), keep);
+    assert_eq!(family(&survivor), "Updated");
+    // The same merge again changes nothing.
+    assert_eq!(
+        send(&world, &merge("m3", "20260101100000", "KEEP", "GONE"))
+            .await
+            .counts(),
+        (0, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_death_stays_when_an_older_message_without_one_arrives() {
+    let world = World::new().await;
+    send(
+        &world,
+        &adt("A08", "m2", "20260301090000", "L1", "Smith", "20260228|Y"),
+    )
+    .await;
+    let died = care_kernel::Date::from_ymd_opt(2026, 2, 28).unwrap();
+    assert_eq!(person(&world, "L1").await.death().unwrap().date, died);
+    let older = adt("A08", "m1", "20260201090000", "L1", "Smith", "");
+    send(&world, &older).await;
+    assert_eq!(person(&world, "L1").await.death().unwrap().date, died);
+    // Even an older explicit "not deceased" does not undo it.
+    let older_alive = adt("A08", "m0", "20260101090000", "L1", "Smith", "|N");
+    assert_eq!(send(&world, &older_alive).await.counts(), (0, 1, 0));
+    assert!(person(&world, "L1").await.death().is_some());
+}
+
+#[tokio::test]
+async fn a_bad_message_in_a_batch_is_quarantined_and_the_rest_go_on() {
+    let world = World::new().await;
+    let batch = [
+        adt("A01", "ok1", "20260101090000", "L1", "Smith", ""),
+        adt("A01", "bad", "2026-01-01", "L2", "Jones", ""),
+        adt("A01", "ok2", "20260101090200", "L3", "Brown", ""),
+    ]
+    .concat();
+    let report = send(&world, &batch).await;
+    assert_eq!(report.counts(), (2, 0, 1));
+    let Outcome::Quarantined { id, reason } = &report.messages[1].outcome else {
+        panic!("{report:?}")
+    };
+    assert_eq!(report.messages[1].reference.as_deref(), Some("bad"));
+    assert!(reason.starts_with("EVN-2"), "{reason}");
+    let kept = world
+        .services
+        .ports()
+        .quarantine
+        .get(*id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kept.raw,
+        adt("A01", "bad", "2026-01-01", "L2", "Jones", "").as_bytes(),
+        "the message's own bytes"
+    );
+    person(&world, "L3").await;
+}
+
+fn system_manager() -> Actor {
+    Actor::new(
+        UserId::parse("sm").unwrap(),
+        OrganisationId::parse("DCR").unwrap(),
+        Role::SystemManager,
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    )
+}
+
+#[tokio::test]
+async fn a_quarantined_message_is_resubmitted_after_a_fix_once() {
+    let world = World::new().await;
+    let bad = adt("A01", "m1", "20260101090000", "L1", "Smith", "20260101|X");
+    let report = send(&world, &bad).await;
+    let Outcome::Quarantined { id, reason } = &report.messages[0].outcome else {
+        panic!("{report:?}")
+    };
+    assert!(reason.starts_with("PID-30"), "{reason}");
+    let sm = system_manager();
+    let listed = world
+        .services
+        .quarantined(
+            &sm,
+            &QuarantineFilter {
+                source: None,
+                open_only: true,
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.entries.len(), 1);
+
+    // Re-submitting it unchanged fails the same way and leaves it open.
+    let again = world.services.open_resubmission(&sm, *id).await.unwrap();
+    match resubmit_hl7(again, None).await {
+        Err(ResubmitError::StillFailing(why)) => assert!(why.starts_with("PID-30")),
+        other => panic!("{other:?}"),
+    }
+    // Corrected, it applies and the entry is resolved with the correction kept.
+    let fixed = adt("A01", "m1", "20260101090000", "L1", "Smith", "20260101|Y");
+    let open = world.services.open_resubmission(&sm, *id).await.unwrap();
+    let outcome = resubmit_hl7(open, Some(fixed.clone().into_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpdateOutcome::Applied);
+    assert!(person(&world, "L1").await.death().is_some());
+    let entry = world
+        .services
+        .ports()
+        .quarantine
+        .get(*id)
+        .await
+        .unwrap()
+        .unwrap();
+    let resolution = entry.resolution.unwrap();
+    assert_eq!(resolution.by.as_str(), "sm");
+    assert_eq!(resolution.corrected.unwrap(), fixed.into_bytes());
+    assert_eq!(entry.raw, bad.into_bytes(), "the original stays");
+    assert!(
+        world.services.open_resubmission(&sm, *id).await.is_err(),
+        "resolved entries are not re-submitted twice"
+    );
+    // Only the System Manager re-submits.
+    let feed = World::feed(SOURCE);
+    assert!(world.services.open_resubmission(&feed, *id).await.is_err());
+}
+
+#[tokio::test]
+async fn a_feed_account_submits_only_for_its_own_source() {
+    let world = World::new().await;
+    let err = world
+        .services
+        .open_feed(&World::feed("gp-emis"), &SourceId::parse(SOURCE).unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IngestError::Forbidden(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_discharge_without_a_death_is_read_and_changes_nothing() {
+    let world = World::new().await;
+    let discharge = adt("A03", "m1", "20260101090000", "L9", "Smith", "");
+    let report = send(&world, &discharge).await;
+    assert_eq!(report.counts(), (0, 1, 0), "{report:?}");
+    let id = LocalId::new(SourceId::parse(SOURCE).unwrap(), "L9").unwrap();
+    assert!(
+        world
+            .services
+            .ports()
+            .people
+            .find_by_identifier(&Identifier::Local(id))
+            .await
+            .unwrap()
+            .is_none(),
+        "no empty record is made for it"
+    );
+    let died = adt("A03", "m2", "20260101100000", "L9", "Smith", "20260101|Y");
+    assert_eq!(send(&world, &died).await.counts(), (1, 0, 0));
+}
+
+fn with_allergy(control: &str, time: &str, local: &str) -> String {
+    format!(
+        "{}AL1|1|DA|PEN^Penicillin|SV|Rash\r",
+        adt("A08", control, time, local, "Allergic", "")
+    )
+}
+
+#[tokio::test]
+async fn the_same_allergy_of_two_people_is_two_alerts() {
+    let world = World::new().await;
+    send(&world, &with_allergy("m1", "20260101090000", "PA")).await;
+    send(&world, &with_allergy("m2", "20260102090000", "PB")).await;
+    for local in ["PA", "PB"] {
+        let id = person(&world, local).await.id();
+        let alerts = world
+            .services
+            .ports()
+            .alerts
+            .list_for_person(id)
+            .await
+            .unwrap();
+        assert_eq!(alerts.len(), 1, "{local} keeps their own allergy alert");
+    }
+    // The same allergy again for the same person updates it rather than adding one.
+    assert_eq!(
+        send(&world, &with_allergy("m1", "20260101090000", "PA"))
+            .await
+            .counts(),
+        (0, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_sends_only_identifiers_keeps_what_the_source_said_before() {
+    let world = World::new().await;
+    send(
+        &world,
+        &adt("A08", "m1", "20260101090000", "L1", "Smith", ""),
+    )
+    .await;
+    let sparse = "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260102090000||ADT^A08|m2|P|2.4\r\
+                  EVN|A08|20260102090000\r\
+                  PID|1||L1^^^RDZ^MR|||||F\r";
+    assert_eq!(send(&world, sparse).await.counts(), (1, 0, 0));
+    let shown = person(&world, "L1").await.resolved();
+    assert_eq!(
+        shown.name.unwrap().value.family(),
+        "Smith",
+        "the name was not sent: kept"
+    );
+    assert_eq!(
+        shown.address.unwrap().value.postcode().unwrap().as_str(),
+        "BH15 1AA"
+    );
+}
+
+#[tokio::test]
+async fn a_non_ascii_time_is_quarantined_not_a_panic() {
+    let world = World::new().await;
+    let report = send(&world, &adt("A01", "m1", "2016010é1", "L1", "Smith", "")).await;
+    assert_eq!(report.counts(), (0, 0, 1), "{report:?}");
+}
