@@ -213,6 +213,8 @@ pub struct Rejected {
     pub raw: Vec<u8>,
     /// Why it was not applied, in words a System Manager can act on.
     pub reason: String,
+    /// Whom it may be about (identifiers found in it, possibly none).
+    pub subjects: Vec<Identifier>,
 }
 
 /// What became of one message.
@@ -347,6 +349,7 @@ impl FeedSession {
                 reference: rejected.reference,
                 raw: rejected.raw,
                 reason: rejected.reason,
+                subjects: rejected.subjects,
                 resolution: None,
             })
             .await?;
@@ -610,12 +613,37 @@ impl Services {
         };
         let retired_key = Identifier::Local(retired_local.clone());
         for _ in 0..WRITE_ATTEMPTS {
-            let mut keep = self.resolve_person(survivor).await?;
+            // The survivor is the record this source knows by the survivor's own id; its
+            // NHS number may still sit on the retired record, and moves over with it.
+            let mut keep = match survivor.local_id() {
+                Some(local) => match self
+                    .ports
+                    .people
+                    .find_by_identifier(&Identifier::Local(local.clone()))
+                    .await?
+                {
+                    Some(p) => p,
+                    None => self.resolve_person(survivor).await?,
+                },
+                None => self.resolve_person(survivor).await?,
+            };
             let gone = self.ports.people.find_by_identifier(&retired_key).await?;
             let outcome = match gone {
-                // Already merged: the survivor holds the retired identifier. Finish moving
+                // Already merged (or one record all along): the survivor holds the retired
+                // identifier. Give it the survivor's identifiers too, and finish moving
                 // items in case an earlier run stopped between the merge and the moves.
                 Some(p) if p.id() == keep.id() => {
+                    let mut outcome = UpdateOutcome::Unchanged;
+                    for identifier in survivor.identifiers() {
+                        outcome = combine(outcome, keep.add_identifier(identifier)?);
+                    }
+                    if outcome == UpdateOutcome::Applied {
+                        match self.ports.people.save(&keep).await {
+                            Ok(_) => {}
+                            Err(RepoError::Conflict | RepoError::IdentifierTaken(_)) => continue,
+                            Err(other) => return Err(other.into()),
+                        }
+                    }
                     let retired_ids: Vec<PersonId> = keep.merged_from().copied().collect();
                     let mut moved = 0;
                     for id in retired_ids {
@@ -625,7 +653,7 @@ impl Services {
                     if moved > 0 {
                         UpdateOutcome::Applied
                     } else {
-                        UpdateOutcome::Unchanged
+                        outcome
                     }
                 }
                 Some(mut gone) => {

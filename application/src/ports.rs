@@ -278,6 +278,9 @@ pub struct QuarantinedMessage {
     pub raw: Vec<u8>,
     /// Why it was not applied.
     pub reason: String,
+    /// Whom it may be about: the identifiers found in it (possibly none). Reading it is
+    /// an access to each of these people, under their consent.
+    pub subjects: Vec<Identifier>,
     /// Set once it has been re-submitted and applied.
     pub resolution: Option<Resolution>,
 }
@@ -299,6 +302,8 @@ pub struct QuarantineSummary {
     pub size: u64,
     /// Why it was not applied.
     pub reason: String,
+    /// Whom it may be about.
+    pub subjects: Vec<Identifier>,
     /// Set once it has been re-submitted and applied (without a correction's bytes).
     pub resolution: Option<Resolution>,
 }
@@ -313,6 +318,7 @@ impl From<&QuarantinedMessage> for QuarantineSummary {
             reference: m.reference.clone(),
             size: m.raw.len() as u64,
             reason: m.reason.clone(),
+            subjects: m.subjects.clone(),
             resolution: m.resolution.as_ref().map(|r| Resolution {
                 corrected: None,
                 ..r.clone()
@@ -331,7 +337,7 @@ pub struct QuarantineFilter {
 }
 
 /// The quarantine. Contract:
-/// - `put` stores a new entry (ids are unique) with its raw bytes unchanged.
+/// - `put` stores a new entry (ids are unique) with its raw bytes and subjects unchanged.
 /// - `get` returns an entry by id, resolved or not.
 /// - `list` returns summaries (no content: a list never loads messages) of the entries
 ///   matching the filter, newest first (ties by id), at most `limit`.

@@ -3,11 +3,14 @@
 //! mapping that refused it). Reading raw messages shows personal data, so every call is
 //! audited like any other access.
 
-use care_kernel::{Action, Actor, InvalidValue, UpdateOutcome};
+use care_kernel::{Action, Actor, DenyReason, InvalidValue, PersonId, UpdateOutcome};
+use care_person::Identifier;
 use uuid::Uuid;
 
 use crate::ingest::{IngestCommand, IngestError};
-use crate::ports::{QuarantineFilter, QuarantineSummary, QuarantinedMessage, Resolution};
+use crate::ports::{
+    QuarantineFilter, QuarantineSummary, QuarantinedMessage, Resolution, SubjectState,
+};
 use crate::{AccessError, AuditReceipt, Services, gate::Access};
 
 /// The most entries one listing returns.
@@ -96,22 +99,75 @@ impl Services {
         Ok(QuarantineList { entries, receipt })
     }
 
-    /// One quarantined message with its raw bytes (System Manager; audited).
+    /// One quarantined message with its raw bytes (System Manager; audited). A message
+    /// holds personal data: reading it is also an access to each person it may be about
+    /// (`read_source_demographics`, under their consent and vital status, one audit
+    /// event each), and a message about someone this role may not see — an opted-out
+    /// person, one who died more than 8 years ago — answers as an unknown entry.
     pub async fn quarantined_message(
         &self,
         actor: &Actor,
         id: Uuid,
     ) -> Result<(QuarantinedMessage, AuditReceipt), AccessError> {
-        let access =
-            Access::new(actor, self.now(), Action::ViewFeedStatus).on(format!("quarantine:{id}"));
+        let now = self.now();
+        let access = Access::new(actor, now, Action::ViewFeedStatus).on(format!("quarantine:{id}"));
+        self.refuse_early(&access).await?;
+        let Some(entry) = self.ports.quarantine.get(id).await? else {
+            return Err(self.refuse(&access, DenyReason::NotFound).await);
+        };
+        let people = access
+            .for_action(Action::ReadSourceDemographics)
+            .on(format!("quarantine:{id}"));
+        for (person, subject) in self.subjects_of(actor, now, &entry.subjects).await? {
+            self.gate(&people.about(person, Some(subject))).await?;
+        }
         let receipt = self.gate(&access).await?;
-        let entry = self
-            .ports
-            .quarantine
-            .get(id)
-            .await?
-            .ok_or(AccessError::NotFound)?;
         Ok((entry, receipt))
+    }
+
+    /// Each person a quarantined message may be about, once, with what the policy needs
+    /// to know of them: a record found by an identifier, or (for an NHS number no record
+    /// holds yet) the consent recorded for that number.
+    async fn subjects_of(
+        &self,
+        actor: &Actor,
+        now: care_kernel::Timestamp,
+        subjects: &[Identifier],
+    ) -> Result<Vec<(Option<PersonId>, SubjectState)>, AccessError> {
+        let today = self.today(now);
+        let mut found: Vec<(Option<PersonId>, SubjectState)> = Vec::new();
+        let mut seen_nhs = Vec::new();
+        for identifier in subjects {
+            match self.ports.people.find_by_identifier(identifier).await? {
+                Some(person) => {
+                    if found.iter().any(|(p, _)| *p == Some(person.id())) {
+                        continue;
+                    }
+                    let state = self.subject_state(&person, actor, today).await?;
+                    found.push((Some(person.id()), state));
+                }
+                None => {
+                    if let Identifier::Nhs(nhs) = identifier
+                        && !seen_nhs.contains(nhs)
+                    {
+                        seen_nhs.push(nhs.clone());
+                        let consent = self.ports.consent.get(nhs).await?;
+                        found.push((
+                            None,
+                            SubjectState {
+                                consent: consent
+                                    .map_or(care_consent::ConsentLevel::Participating, |c| {
+                                        c.level()
+                                    }),
+                                vital: care_person::VitalStatus::Alive,
+                                basis: None,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Opens a quarantined message for re-submission (System Manager; audited). An

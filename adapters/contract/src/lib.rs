@@ -694,6 +694,10 @@ pub async fn quarantine_store(store: &dyn QuarantineStore, sources: &dyn SourceR
             reference: reference.map(str::to_owned),
             raw: raw.clone(),
             reason: "PID-3: no NHS number or local id — «Zoë»".into(),
+            subjects: vec![
+                Identifier::Nhs(fresh_nhs_number()),
+                Identifier::Local(LocalId::new(source.id.clone(), "MRN:0042/a").unwrap()),
+            ],
             resolution: None,
         };
     let first = entry(Uuid::new_v4(), &acute, 10, Some("MSG00001"));

@@ -11,7 +11,9 @@ pub use care_application::{
     FeedReport as Report, MessageReport, MessageResult as Outcome, ResubmitError,
 };
 use care_hl7::Message;
+use care_kernel::SourceId;
 use care_kernel::UpdateOutcome;
+use care_person::{Identifier, LocalId, NhsNumber};
 
 use crate::hl7;
 
@@ -68,6 +70,7 @@ impl Intake {
         raw: &[u8],
         reason: String,
     ) -> Result<MessageReport, IngestError> {
+        let subjects = subjects_in(format, raw, &self.session.source().id);
         let id = self
             .session
             .quarantine(Rejected {
@@ -75,6 +78,7 @@ impl Intake {
                 reference: reference.clone(),
                 raw: raw.to_vec(),
                 reason: reason.clone(),
+                subjects,
             })
             .await?;
         // The reason can quote a value from the message (an NHS number): log only where.
@@ -166,6 +170,94 @@ impl Intake {
         }
         Ok(report)
     }
+}
+
+/// At most this many identifiers are kept per quarantined message.
+const MAX_SUBJECTS: usize = 32;
+
+/// Whom a message that could not be applied may be about, found leniently (the message
+/// may be broken): every run of ten digits that is a valid NHS number, and this
+/// source's ids — PID-3 and MRG-1 of an HL7 message, a FHIR Patient's id and
+/// `Patient/{id}` references, a CSV row's `local_id`. Errs towards finding too many:
+/// each one found makes reading the message an access to that person.
+pub fn subjects_in(format: FeedFormat, raw: &[u8], source: &SourceId) -> Vec<Identifier> {
+    let mut found: Vec<Identifier> = Vec::new();
+    let mut push = |identifier: Identifier| {
+        if found.len() < MAX_SUBJECTS && !found.contains(&identifier) {
+            found.push(identifier);
+        }
+    };
+    for run in raw.split(|b| !b.is_ascii_digit()) {
+        if run.len() == 10
+            && let Ok(nhs) = NhsNumber::parse(&String::from_utf8_lossy(run))
+        {
+            push(Identifier::Nhs(nhs));
+        }
+    }
+    let local = |value: &str| {
+        LocalId::new(source.clone(), value)
+            .ok()
+            .map(Identifier::Local)
+    };
+    match format {
+        FeedFormat::Hl7v2 => {
+            let text = String::from_utf8_lossy(raw);
+            if let Ok(batch) = care_hl7::split_messages(&text) {
+                for message in batch.parse_messages().flatten() {
+                    for (segment, field) in [("PID", 3), ("MRG", 1)] {
+                        for seg in message.segments_named(segment) {
+                            for rep in seg.field(field).repetitions() {
+                                if let Some(id) = local(&rep.component(1).value()) {
+                                    push(id);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        FeedFormat::Fhir => {
+            if let Ok(json) = serde_json::from_slice::<serde_json::Value>(raw) {
+                let mut stack = vec![&json];
+                while let Some(value) = stack.pop() {
+                    match value {
+                        serde_json::Value::Object(map) => {
+                            if map.get("resourceType").and_then(|v| v.as_str()) == Some("Patient")
+                                && let Some(id) = map.get("id").and_then(|v| v.as_str())
+                                && let Some(id) = local(id)
+                            {
+                                push(id);
+                            }
+                            if let Some(reference) = map.get("reference").and_then(|v| v.as_str())
+                                && let Some((_, id)) = reference.rsplit_once("Patient/")
+                                && let Some(id) = local(id)
+                            {
+                                push(id);
+                            }
+                            stack.extend(map.values());
+                        }
+                        serde_json::Value::Array(items) => stack.extend(items),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        FeedFormat::CsvReferrals | FeedFormat::CsvAlerts => {
+            let mut reader = ::csv::ReaderBuilder::new().flexible(true).from_reader(raw);
+            let column = reader
+                .headers()
+                .ok()
+                .and_then(|h| h.iter().position(|c| c.trim() == "local_id"));
+            if let Some(column) = column {
+                for record in reader.records().flatten() {
+                    if let Some(id) = record.get(column).and_then(local) {
+                        push(id);
+                    }
+                }
+            }
+        }
+    }
+    found
 }
 
 /// A message's text as it stood in the submission: the slice and the segment

@@ -334,3 +334,123 @@ async fn a_non_ascii_time_is_quarantined_not_a_panic() {
     let report = send(&world, &adt("A01", "m1", "2016010é1", "L1", "Smith", "")).await;
     assert_eq!(report.counts(), (0, 0, 1), "{report:?}");
 }
+
+#[tokio::test]
+async fn a_merge_whose_survivor_takes_the_retired_records_nhs_number_applies() {
+    let world = World::new().await;
+    let nhs = care_person::NhsNumber::from_first_nine(999_000_111)
+        .unwrap()
+        .digits();
+    // L1 holds the NHS number; L2 is known by its local id only.
+    let with_nhs = adt("A01", "m1", "20260101090000", "L1", "Numbered", "")
+        .replace("L1^^^RDZ^MR", &format!("L1^^^RDZ^MR~{nhs}^^^NHS^NH"));
+    send(&world, &with_nhs).await;
+    send(
+        &world,
+        &adt("A01", "m2", "20260101090000", "L2", "Local", ""),
+    )
+    .await;
+    // The source merges L1 into L2, and says L2 now carries the NHS number.
+    let a40 = format!(
+        "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101100000||ADT^A40|m3|P|2.4\r\
+         EVN|A40|20260101100000\r\
+         PID|1||L2^^^RDZ^MR~{nhs}^^^NHS^NH||Local^Sam\r\
+         MRG|L1^^^RDZ^MR\r"
+    );
+    assert_eq!(send(&world, &a40).await.counts(), (1, 0, 0));
+    let survivor = person(&world, "L2").await;
+    assert_eq!(person(&world, "L1").await.id(), survivor.id());
+    assert_eq!(survivor.nhs_number().unwrap().digits(), nhs);
+}
+
+fn dpo() -> Actor {
+    Actor::new(
+        UserId::parse("dpo").unwrap(),
+        OrganisationId::parse("DCR").unwrap(),
+        Role::Dpo,
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    )
+}
+
+#[tokio::test]
+async fn a_quarantined_message_about_an_opted_out_person_is_not_shown() {
+    let world = World::new().await;
+    let nhs = care_person::NhsNumber::from_first_nine(999_000_222).unwrap();
+    let numbered = |control: &str, local: &str, sex: &str| {
+        adt("A01", control, "20260101090000", local, "Private", "")
+            .replace(
+                &format!("{local}^^^RDZ^MR"),
+                &format!("{local}^^^RDZ^MR~{}^^^NHS^NH", nhs.digits()),
+            )
+            .replace("|19800101|F|", &format!("|19800101|{sex}|"))
+    };
+    assert_eq!(
+        send(&world, &numbered("m1", "OPT1", "F")).await.counts(),
+        (1, 0, 0)
+    );
+    world
+        .services
+        .change_consent(
+            &dpo(),
+            &nhs,
+            care_application::ConsentCommand::OptOut {
+                representative: None,
+            },
+            "asked by phone",
+        )
+        .await
+        .unwrap();
+    let report = send(&world, &numbered("m2", "OPT1", "Q")).await;
+    let Outcome::Quarantined { id, .. } = &report.messages[0].outcome else {
+        panic!("{report:?}")
+    };
+    let entry = world
+        .services
+        .ports()
+        .quarantine
+        .get(*id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        entry.subjects.contains(&Identifier::Nhs(nhs.clone())),
+        "the NHS number is found in the message: {:?}",
+        entry.subjects
+    );
+    let sm = system_manager();
+    assert!(
+        matches!(
+            world.services.quarantined_message(&sm, *id).await,
+            Err(care_application::AccessError::NotFound)
+        ),
+        "an opted-out person's message is not shown"
+    );
+    // A participating person's message is, and the read is audited against them.
+    let other = adt("A01", "m3", "20260101090000", "OPEN1", "Open", "")
+        .replace("|19800101|F|", "|19800101|Q|");
+    send(
+        &world,
+        &adt("A01", "m0", "20260101080000", "OPEN1", "Open", ""),
+    )
+    .await;
+    let report = send(&world, &other).await;
+    let Outcome::Quarantined { id, .. } = &report.messages[0].outcome else {
+        panic!("{report:?}")
+    };
+    let (shown, _) = world.services.quarantined_message(&sm, *id).await.unwrap();
+    assert_eq!(shown.raw, other.into_bytes());
+    let open = person(&world, "OPEN1").await.id();
+    let head = world.services.ports().audit.head().await.unwrap();
+    let events = world
+        .services
+        .ports()
+        .audit
+        .read(0, head.len as usize)
+        .await
+        .unwrap();
+    assert!(
+        events.iter().any(|e| e.event.person == Some(open)
+            && e.event.action == care_kernel::Action::ReadSourceDemographics),
+        "the read is in the person's audit"
+    );
+}

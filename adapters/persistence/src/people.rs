@@ -2,8 +2,8 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use care_application::{PersonRepository, RepoError};
-use care_kernel::PersonId;
-use care_person::{Identifier, Person, SearchCriteria};
+use care_kernel::{PersonId, SourceId};
+use care_person::{Identifier, LocalId, NhsNumber, Person, SearchCriteria};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
 
 use crate::{
@@ -16,6 +16,22 @@ pub(crate) fn identifier_key(identifier: &Identifier) -> String {
         Identifier::Nhs(n) => format!("nhs:{}", n.digits()),
         Identifier::Local(l) => format!("local:{}:{}", l.source(), l.value()),
     }
+}
+
+/// The identifier a key written by [`identifier_key`] names.
+pub(crate) fn identifier_from_key(key: &str) -> Result<Identifier, RepoError> {
+    let bad = || RepoError::Unexpected(anyhow::anyhow!("not an identifier key: {key:?}"));
+    if let Some(digits) = key.strip_prefix("nhs:") {
+        return NhsNumber::parse(digits)
+            .map(Identifier::Nhs)
+            .map_err(|_| bad());
+    }
+    let rest = key.strip_prefix("local:").ok_or_else(bad)?;
+    let (source, value) = rest.split_once(':').ok_or_else(bad)?;
+    let source = SourceId::parse(source).map_err(|_| bad())?;
+    LocalId::new(source, value)
+        .map(Identifier::Local)
+        .map_err(|_| bad())
 }
 
 /// `INSERT INTO table (columns) VALUES (...), (...)` with `$n` placeholders.

@@ -6,9 +6,11 @@ use care_application::{
     RepoError, Resolution,
 };
 use care_kernel::{SourceId, UpdateOutcome, UserId};
+use care_person::Identifier;
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 use uuid::Uuid;
 
+use crate::people::{identifier_from_key, identifier_key};
 use crate::{Database, col, from_micros, micros, unexpected};
 
 /// Quarantined feed messages in the database.
@@ -25,11 +27,23 @@ impl SqlQuarantine {
 }
 
 const COLUMNS: &str = "id, source_id, format, received_at, reference, raw, reason, \
-                       resolved_at, resolved_by, resolved_outcome, corrected";
+                       resolved_at, resolved_by, resolved_outcome, corrected, subjects";
 
 /// A list's columns: the size in place of the content, no correction.
 const SUMMARY_COLUMNS: &str = "id, source_id, format, received_at, reference, \
-                               CAST(length(raw) AS BIGINT), reason, resolved_at, resolved_by, resolved_outcome";
+                               CAST(length(raw) AS BIGINT), reason, resolved_at, resolved_by, \
+                               resolved_outcome, NULL, subjects";
+
+fn subjects_text(subjects: &[Identifier]) -> String {
+    let keys: Vec<String> = subjects.iter().map(identifier_key).collect();
+    serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn subjects_of(row: &QueryResult) -> Result<Vec<Identifier>, RepoError> {
+    let text: String = col(row, 11)?;
+    let keys: Vec<String> = serde_json::from_str(&text).map_err(unexpected)?;
+    keys.iter().map(|k| identifier_from_key(k)).collect()
+}
 
 fn outcome_name(outcome: UpdateOutcome) -> &'static str {
     match outcome {
@@ -61,6 +75,7 @@ fn decode_summary(row: &QueryResult) -> Result<QuarantineSummary, RepoError> {
         reference: col(row, 4)?,
         size: u64::try_from(size).unwrap_or(0),
         reason: col(row, 6)?,
+        subjects: subjects_of(row)?,
         resolution: resolution(row, false)?,
     })
 }
@@ -91,6 +106,7 @@ fn decode(row: &QueryResult) -> Result<QuarantinedMessage, RepoError> {
         reference: col(row, 4)?,
         raw: col(row, 5)?,
         reason: col(row, 6)?,
+        subjects: subjects_of(row)?,
         resolution,
     })
 }
@@ -112,7 +128,7 @@ impl QuarantineStore for SqlQuarantine {
             .execute_raw(self.db.statement(
                 &format!(
                     "INSERT INTO quarantine ({COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                 ),
                 vec![
                     message.id.to_string().into(),
@@ -126,6 +142,7 @@ impl QuarantineStore for SqlQuarantine {
                     by.into(),
                     outcome.into(),
                     corrected.into(),
+                    subjects_text(&message.subjects).into(),
                 ],
             ))
             .await

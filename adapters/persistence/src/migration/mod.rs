@@ -3,6 +3,7 @@
 mod m20261125_000001_create_core;
 mod m20261126_000001_create_accounts;
 mod m20261126_000002_create_quarantine;
+mod m20261126_000003_quarantine_subjects;
 
 use sea_orm_migration::prelude::*;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_core::Migration),
             Box::new(m20261126_000001_create_accounts::Migration),
             Box::new(m20261126_000002_create_quarantine::Migration),
+            Box::new(m20261126_000003_quarantine_subjects::Migration),
         ]
     }
 }
