@@ -5,13 +5,13 @@
 //! | ADT A01 A02 A04 A05 A06 A07 A08 A28 A31 | demographics from PID (and PD1-3, the registered practice), death from PID-29/PID-30, one alert per AL1 |
 //! | ADT A03 (discharge) | death from PID-29/PID-30 when it carries one, else nothing |
 //! | ADT A40, A34 | a merge per PID/MRG pair: PID-3 survives, MRG-1 is retired |
-//! | REF I12 I13 I14 | demographics as above, and the referral from RF1 (and PRD) |
+//! | REF I12 I13 I14 | demographics as above, and the referral from RF1 (and PRD); I14 (cancel) closes it |
 //!
 //! Anything else is an error (so the message is quarantined, not dropped): a later
 //! version that reads it can be given the quarantined message again.
 //!
 //! Identifiers (PID-3, MRG-1): a repetition whose type (CX-5) is `NH`/`NHSNMBR` or
-//! whose authority (CX-4) is `NHS`/`NHSNBR` is the NHS number, and must pass its check
+//! whose authority (CX-4) is `NHS`/`NHSNBR` (or the NHS number OID in CX-4.2) is the NHS number, and must pass its check
 //! digit; the first other repetition is the source's local id (preferring type `MR`).
 //! The source is the feed's own, never what MSH-3/MSH-4 claim.
 //!
@@ -110,7 +110,9 @@ pub fn map_message(
                 death: death(&pid)?,
                 partial: true,
             }];
-            commands.push(referral(message, &identity, at)?);
+            // I14 cancels the referral, whatever RF1-1 still says.
+            let cancelled = event.as_ref() == "I14";
+            commands.push(referral(message, &identity, at, cancelled)?);
             commands.extend(allergies(message, &identity, at)?);
             Ok(commands)
         }
@@ -144,11 +146,16 @@ fn source_time(message: &Message<'_>) -> Result<Timestamp, MapError> {
     time::timestamp(&sent.value()).map_err(|e| err("MSH-7", e))
 }
 
+/// The OID of the NHS number (England and Wales), as CX-4.2 (HD universal id) may give
+/// the assigning authority.
+const NHS_NUMBER_OID: &str = "2.16.840.1.113883.2.1.4.1";
+
 fn is_nhs(rep: &Repetition<'_>) -> bool {
     let kind = rep.component(5).value();
-    let authority = rep.component(4).value();
+    let authority = rep.component(4);
     matches!(kind.as_ref(), "NH" | "NHSNMBR" | "NHS")
-        || matches!(authority.as_ref(), "NHS" | "NHSNBR" | "NHS NUMBER")
+        || matches!(authority.value().as_ref(), "NHS" | "NHSNBR" | "NHS NUMBER")
+        || authority.subcomponent(2).value() == NHS_NUMBER_OID
 }
 
 /// The identity a CX list names: the NHS number and the local id.
@@ -449,6 +456,7 @@ fn referral(
     message: &Message<'_>,
     identity: &PersonIdentity,
     at: Timestamp,
+    cancelled: bool,
 ) -> Result<IngestCommand, MapError> {
     let rf1 = required_segment(message, "RF1")?;
     let reference = rf1.field(6).component(1).value();
@@ -457,6 +465,7 @@ fn referral(
         return Err(err("RF1-6", "no originating referral identifier"));
     }
     let status = match rf1.field(1).component(1).value().trim() {
+        _ if cancelled => ReferralStatus::ClosedNoFurtherAction,
         "P" | "" => ReferralStatus::AwaitingDecision,
         "A" => ReferralStatus::Accepted,
         "R" | "E" => ReferralStatus::ClosedNoFurtherAction,

@@ -273,3 +273,24 @@ async fn a_referral_message_makes_a_referral_named_by_rf1_6() {
     );
     assert_eq!(referrals[0].details().team(), "Medical");
 }
+
+#[tokio::test]
+async fn a_referral_cancellation_closes_the_referral() {
+    let world = World::new().await;
+    submit(&world, "microsoft-fhir-converter/REF-I12-01.hl7").await;
+    submit(&world, "microsoft-fhir-converter/REF-I14-01.hl7").await;
+    let person = by_local(&world, "PATID1234").await;
+    let referrals = world
+        .services
+        .ports()
+        .referrals
+        .list_for_person(person.id())
+        .await
+        .unwrap();
+    assert!(
+        referrals
+            .iter()
+            .any(|r| r.details().status() == care_referral::ReferralStatus::ClosedNoFurtherAction),
+        "{referrals:?}"
+    );
+}

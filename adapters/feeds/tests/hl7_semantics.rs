@@ -454,3 +454,18 @@ async fn a_quarantined_message_about_an_opted_out_person_is_not_shown() {
         "the read is in the person's audit"
     );
 }
+
+#[tokio::test]
+async fn an_nhs_number_named_by_its_oid_is_read_as_one() {
+    let world = World::new().await;
+    let nhs = care_person::NhsNumber::from_first_nine(999_000_333).unwrap();
+    let message = adt("A01", "m1", "20260101090000", "OID1", "Oid", "").replace(
+        "OID1^^^RDZ^MR",
+        &format!(
+            "OID1^^^RDZ^MR~{}^^^&2.16.840.1.113883.2.1.4.1&ISO",
+            nhs.digits()
+        ),
+    );
+    assert_eq!(send(&world, &message).await.counts(), (1, 0, 0));
+    assert_eq!(person(&world, "OID1").await.nhs_number(), Some(&nhs));
+}
