@@ -9,8 +9,10 @@
 //! Back-pressure rather than buffering: a connection's messages are handled one at a
 //! time, in order, and nothing more is read from it until the current message's ACK is
 //! written; at most `max_connections` connections are served at once (others wait in the
-//! kernel's backlog). When storage fails the connection is closed without an ACK, so
-//! the sender sends the message again (applying is idempotent).
+//! kernel's backlog); a frame must arrive whole within a minute of its first byte and a
+//! connection idle for five minutes between frames is closed. When storage fails the
+//! connection is closed without an ACK, so the sender sends the message again (applying
+//! is idempotent).
 //!
 //! The source is the configured feed account's, never MSH-3/MSH-4's.
 
@@ -45,8 +47,10 @@ pub struct MllpSettings {
     pub max_frame: usize,
     /// Connections served at once.
     pub max_connections: usize,
-    /// A connection silent for this long is closed.
+    /// A connection silent for this long between frames is closed.
     pub idle_timeout: Duration,
+    /// A frame must arrive whole within this time of its first byte.
+    pub frame_deadline: Duration,
     /// How often a long-lived connection checks again that its feed account is still
     /// enabled (a disabled account stops the feed within this time).
     pub recheck_account: Duration,
@@ -73,6 +77,7 @@ impl MllpSettings {
             max_frame: 1024 * 1024,
             max_connections: 64,
             idle_timeout: Duration::from_secs(300),
+            frame_deadline: Duration::from_secs(60),
             recheck_account: Duration::from_secs(15),
             allowed: Arc::new(|_| true),
         }
@@ -162,6 +167,7 @@ async fn connection(
     let session = services.open_feed(&actor, &source).await?;
     let intake = Intake::new(session);
     let mut checked = tokio::time::Instant::now();
+    let mut partial_since: Option<tokio::time::Instant> = None;
     let mut frames = Framer::new(settings.max_frame);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut index = 0usize;
@@ -170,6 +176,7 @@ async fn connection(
         loop {
             match frames.next_frame() {
                 Next::Frame(frame) => {
+                    partial_since = None;
                     if checked.elapsed() >= settings.recheck_account {
                         accounts
                             .feed_actor(&settings.account, client)
@@ -205,14 +212,34 @@ async fn connection(
                     write_frame(&mut stream, reply.as_bytes()).await?;
                     return Err(ConnectionError::Refused("frame too large".into()));
                 }
-                Next::NeedMore => break,
+                Next::NeedMore => {
+                    if frames.is_empty() {
+                        partial_since = None;
+                    }
+                    break;
+                }
             }
         }
-        let read = tokio::time::timeout(settings.idle_timeout, stream.read(&mut chunk)).await;
+        // A frame begun must end within the frame deadline (a sender trickling bytes
+        // would otherwise hold a connection slot for ever); between frames, the idle
+        // timeout applies.
+        let wait = match partial_since {
+            Some(since) => settings
+                .frame_deadline
+                .saturating_sub(since.elapsed())
+                .min(settings.idle_timeout),
+            None => settings.idle_timeout,
+        };
+        let read = tokio::time::timeout(wait, stream.read(&mut chunk)).await;
         match read {
             Err(_) => return Ok(()),
             Ok(Ok(0)) => return Ok(()),
-            Ok(Ok(n)) => frames.push(&chunk[..n]),
+            Ok(Ok(n)) => {
+                frames.push(&chunk[..n]);
+                if partial_since.is_none() {
+                    partial_since = Some(tokio::time::Instant::now());
+                }
+            }
             Ok(Err(e)) => return Err(e.into()),
         }
     }
@@ -286,6 +313,10 @@ impl Framer {
 
     fn push(&mut self, bytes: &[u8]) {
         self.buffer.extend_from_slice(bytes);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buffer.is_empty()
     }
 
     fn next_frame(&mut self) -> Next {

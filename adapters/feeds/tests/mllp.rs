@@ -1,0 +1,196 @@
+//! The MLLP listener in process, over the in-memory adapters: the allow-list, a
+//! disabled account, broken framing and a frame that never ends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use care_application::{
+    AccountSettings, Accounts, IdentityPorts, LockoutPolicy, NewUser, PasswordHasher, RepoError,
+    SessionPolicy, TokenSource,
+};
+use care_feeds::mllp::{self, MllpSettings};
+use care_in_memory::{InMemoryAccounts, InMemorySecurityLog, InMemorySessions};
+use care_kernel::{OrganisationId, Role, SourceId, UserId};
+use common::{SOURCE, World};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Passwords are not the point here.
+struct PlainHasher;
+
+#[async_trait]
+impl PasswordHasher for PlainHasher {
+    async fn hash(&self, password: &str) -> Result<String, RepoError> {
+        Ok(format!("plain:{password}"))
+    }
+    async fn verify(&self, password: &str, phc: Option<&str>) -> bool {
+        phc == Some(&format!("plain:{password}"))
+    }
+}
+
+struct FixedTokens;
+
+impl TokenSource for FixedTokens {
+    fn new_token(&self) -> String {
+        "token".into()
+    }
+}
+
+async fn accounts(world: &World) -> Accounts {
+    let accounts = Accounts::new(
+        world.services.clone(),
+        IdentityPorts {
+            accounts: Arc::new(InMemoryAccounts::default()),
+            sessions: Arc::new(InMemorySessions::default()),
+            security: Arc::new(InMemorySecurityLog::default()),
+            hasher: Arc::new(PlainHasher),
+            tokens: Arc::new(FixedTokens),
+        },
+        AccountSettings {
+            lockout: LockoutPolicy::default(),
+            sessions: SessionPolicy::default(),
+        },
+    );
+    accounts
+        .provision_organisation(
+            OrganisationId::parse("RDZ").unwrap(),
+            "Dorset County Hospital",
+        )
+        .await
+        .unwrap();
+    accounts
+        .provision_user(NewUser {
+            user: UserId::parse("pas").unwrap(),
+            display_name: "PAS interface".into(),
+            organisation: OrganisationId::parse("RDZ").unwrap(),
+            role: Role::Feed,
+            feed_source: Some(SourceId::parse(SOURCE).unwrap()),
+            password: "Interface-Engine-Tangerine-7".into(),
+        })
+        .await
+        .unwrap();
+    accounts
+}
+
+async fn listen(world: &World, accounts: &Accounts, settings: MllpSettings) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(mllp::serve(
+        listener,
+        world.services.clone(),
+        accounts.clone(),
+        settings,
+        std::future::pending(),
+    ));
+    addr
+}
+
+fn frame(body: &str) -> Vec<u8> {
+    let mut f = vec![0x0b];
+    f.extend_from_slice(body.as_bytes());
+    f.extend_from_slice(&[0x1c, 0x0d]);
+    f
+}
+
+const ADT: &str = "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101090000||ADT^A01|m1|P|2.4\r\
+                   EVN|A01|20260101090000\r\
+                   PID|1||L1^^^RDZ^MR||Smith^Sam||19800101|F\r";
+
+/// Everything the listener sends until it closes the connection (or 10 s pass).
+async fn until_closed(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the listener closed the connection in time");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn an_address_outside_the_allow_list_gets_nothing() {
+    let world = World::new().await;
+    let accounts = accounts(&world).await;
+    let mut settings = MllpSettings::new(UserId::parse("pas").unwrap());
+    settings.allowed = Arc::new(|ip| !ip.is_loopback());
+    let addr = listen(&world, &accounts, settings).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(&frame(ADT)).await;
+    assert_eq!(until_closed(&mut stream).await, "", "no ACK, no data");
+}
+
+#[tokio::test]
+async fn a_disabled_account_stops_the_feed() {
+    let world = World::new().await;
+    let accounts = accounts(&world).await;
+    let mut settings = MllpSettings::new(UserId::parse("pas").unwrap());
+    settings.recheck_account = Duration::ZERO;
+    let addr = listen(&world, &accounts, settings).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&frame(ADT)).await.unwrap();
+    let mut ack = [0u8; 512];
+    let n = stream.read(&mut ack).await.unwrap();
+    assert!(String::from_utf8_lossy(&ack[..n]).contains("MSA|AA|m1"));
+    let sm = care_kernel::Actor::new(
+        UserId::parse("sm").unwrap(),
+        OrganisationId::parse("DCR").unwrap(),
+        Role::SystemManager,
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    );
+    accounts
+        .disable_user(&sm, &UserId::parse("pas").unwrap())
+        .await
+        .unwrap();
+    let _ = stream.write_all(&frame(&ADT.replace("|m1|", "|m2|"))).await;
+    assert_eq!(
+        until_closed(&mut stream).await,
+        "",
+        "the next message is not taken once the account is disabled"
+    );
+}
+
+#[tokio::test]
+async fn a_frame_that_never_ends_is_dropped_at_its_deadline() {
+    let world = World::new().await;
+    let accounts = accounts(&world).await;
+    let mut settings = MllpSettings::new(UserId::parse("pas").unwrap());
+    settings.frame_deadline = Duration::from_millis(300);
+    let addr = listen(&world, &accounts, settings).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // A byte every 100 ms: never idle, never a whole frame.
+    stream.write_all(&[0x0b]).await.unwrap();
+    let trickle = async {
+        for _ in 0..50 {
+            if stream.write_all(b"x").await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), trickle)
+            .await
+            .unwrap_or(false),
+        "the connection was closed while the frame trickled in"
+    );
+}
+
+#[tokio::test]
+async fn bytes_outside_a_frame_get_an_ar_and_the_connection_closes() {
+    let world = World::new().await;
+    let accounts = accounts(&world).await;
+    let addr = listen(
+        &world,
+        &accounts,
+        MllpSettings::new(UserId::parse("pas").unwrap()),
+    )
+    .await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(ADT.as_bytes()).await.unwrap();
+    let answer = until_closed(&mut stream).await;
+    assert!(answer.contains("MSA|AR"), "{answer:?}");
+}
