@@ -334,15 +334,16 @@ impl FeedSession {
     }
 
     /// Keeps a message that could not be applied, with its reason, and counts it.
-    /// Returns the quarantine entry's id.
+    /// Returns the quarantine entry's id (the open entry already holding the same bytes,
+    /// when a sender sends a message again).
     pub async fn quarantine(&self, rejected: Rejected) -> Result<Uuid, IngestError> {
         let now = self.services.now();
-        let id = self.services.ports.ids.new_id();
-        self.services
+        let id = self
+            .services
             .ports
             .quarantine
             .put(&QuarantinedMessage {
-                id,
+                id: self.services.ports.ids.new_id(),
                 source: self.source.id.clone(),
                 format: rejected.format,
                 received_at: now,

@@ -337,7 +337,11 @@ pub struct QuarantineFilter {
 }
 
 /// The quarantine. Contract:
-/// - `put` stores a new entry (ids are unique) with its raw bytes and subjects unchanged.
+/// - `put` stores a new entry with its raw bytes and subjects unchanged and returns its
+///   id — unless an open (unresolved) entry of the same source holds the same bytes:
+///   then it stores nothing and returns that entry's id (a sender retrying a message
+///   does not fill the quarantine). Storing a second entry under an id already stored
+///   is an error.
 /// - `get` returns an entry by id, resolved or not.
 /// - `list` returns summaries (no content: a list never loads messages) of the entries
 ///   matching the filter, newest first (ties by id), at most `limit`.
@@ -345,8 +349,8 @@ pub struct QuarantineFilter {
 ///   resolved (or unknown) keeps what it has and gives `false`.
 #[async_trait]
 pub trait QuarantineStore: Send + Sync {
-    /// Keeps a message.
-    async fn put(&self, message: &QuarantinedMessage) -> Result<(), RepoError>;
+    /// Keeps a message; returns the id of the entry holding it.
+    async fn put(&self, message: &QuarantinedMessage) -> Result<Uuid, RepoError>;
     /// One entry.
     async fn get(&self, id: Uuid) -> Result<Option<QuarantinedMessage>, RepoError>;
     /// Entries, newest first, without their content.

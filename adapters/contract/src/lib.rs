@@ -32,6 +32,31 @@ use care_person::{
 use care_referral::{InvolvementLevel, Referral, ReferralDetails, ReferralSource, ReferralStatus};
 use uuid::Uuid;
 
+/// The shared sample data (real HL7 v2 messages and FHIR resources written by others):
+/// `CARE_SHARED_DATA` if set, else a `shared/data` folder beside the checkout (the
+/// team's copy), else the byte-for-byte copy in the repository's `fixtures/shared-data`.
+pub fn shared_data() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("CARE_SHARED_DATA") {
+        return dir.into();
+    }
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let found = here
+        .ancestors()
+        .map(|a| a.join("shared/data"))
+        .chain(here.ancestors().map(|a| a.join("fixtures/shared-data")))
+        .find(|dir| dir.join("MANIFEST.tsv").is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "the shared sample data is missing: set CARE_SHARED_DATA, or keep fixtures/shared-data in the checkout"
+        )
+    })
+}
+
+/// The repository's own copy of the shared sample data.
+pub fn shared_data_copy() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/shared-data")
+}
+
 /// A fresh, valid NHS number from the 999 test range, random so suites sharing a
 /// database never collide.
 pub fn fresh_nhs_number() -> NhsNumber {
@@ -692,7 +717,7 @@ pub async fn quarantine_store(store: &dyn QuarantineStore, sources: &dyn SourceR
             format: FeedFormat::Hl7v2,
             received_at: at_micros(secs, 123_456),
             reference: reference.map(str::to_owned),
-            raw: raw.clone(),
+            raw: [raw.as_slice(), secs.to_string().as_bytes()].concat(),
             reason: "PID-3: no NHS number or local id — «Zoë»".into(),
             subjects: vec![
                 Identifier::Nhs(fresh_nhs_number()),
@@ -708,14 +733,35 @@ pub async fn quarantine_store(store: &dyn QuarantineStore, sources: &dyn SourceR
     };
     assert_eq!(store.get(first.id).await.unwrap(), None);
     for e in [&first, &second, &third] {
-        store.put(e).await.unwrap();
+        assert_eq!(store.put(e).await.unwrap(), e.id);
     }
     assert_eq!(store.get(first.id).await.unwrap().as_ref(), Some(&first));
     assert_eq!(store.get(third.id).await.unwrap().as_ref(), Some(&third));
     assert!(
-        store.put(&first).await.is_err(),
+        store
+            .put(&QuarantinedMessage {
+                raw: b"other bytes".to_vec(),
+                ..first.clone()
+            })
+            .await
+            .is_err(),
         "an id is stored once: a second put must not replace the first"
     );
+    // The same bytes again from the same source, while open: the same entry.
+    let again = QuarantinedMessage {
+        reason: "a later reason".into(),
+        ..entry(Uuid::new_v4(), &acute, 10, Some("MSG00001"))
+    };
+    assert_eq!(store.put(&again).await.unwrap(), first.id);
+    assert_eq!(
+        store.get(again.id).await.unwrap(),
+        None,
+        "nothing new stored"
+    );
+    assert_eq!(store.get(first.id).await.unwrap().as_ref(), Some(&first));
+    // The same bytes from another source are another entry.
+    let elsewhere = entry(Uuid::new_v4(), &council, 10, Some("MSG00001"));
+    assert_eq!(store.put(&elsewhere).await.unwrap(), elsewhere.id);
 
     // Newest first, by source, limited.
     let acute_only = QuarantineFilter {
@@ -727,7 +773,7 @@ pub async fn quarantine_store(store: &dyn QuarantineStore, sources: &dyn SourceR
     assert_eq!(listed, vec![summary(&second), summary(&first)]);
     assert_eq!(
         listed[0].size,
-        raw.len() as u64,
+        second.raw.len() as u64,
         "the size, not the content"
     );
     assert_eq!(
@@ -740,7 +786,7 @@ pub async fn quarantine_store(store: &dyn QuarantineStore, sources: &dyn SourceR
     };
     assert_eq!(
         store.list(&council_only, 10).await.unwrap(),
-        vec![summary(&third)]
+        vec![summary(&third), summary(&elsewhere)]
     );
     let everything = store
         .list(&QuarantineFilter::default(), 10_000)
@@ -780,7 +826,7 @@ pub async fn quarantine_store(store: &dyn QuarantineStore, sources: &dyn SourceR
     assert!(!store.resolve(Uuid::new_v4(), &later).await.unwrap());
     let resolved = store.get(first.id).await.unwrap().unwrap();
     assert_eq!(resolved.resolution.as_ref(), Some(&resolution));
-    assert_eq!(resolved.raw, raw, "the original message is kept");
+    assert_eq!(resolved.raw, first.raw, "the original message is kept");
     let open_acute = QuarantineFilter {
         source: Some(acute.id.clone()),
         open_only: true,
@@ -799,6 +845,9 @@ pub async fn quarantine_store(store: &dyn QuarantineStore, sources: &dyn SourceR
         store.get(second.id).await.unwrap().unwrap().resolution,
         Some(plain)
     );
+    // Once resolved, the same bytes sent again are a new entry.
+    let after = entry(Uuid::new_v4(), &acute, 10, Some("MSG00001"));
+    assert_eq!(store.put(&after).await.unwrap(), after.id);
 }
 
 /// A time with microseconds (what every adapter keeps exactly).

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,7 +112,7 @@ impl World {
 
 /// A shared FHIR sample's bytes (never edited).
 fn sample(relative: &str) -> Vec<u8> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fhir-r4");
+    let root = care_contract::shared_data().join("fhir-r4");
     assert!(
         root.is_dir(),
         "the shared FHIR samples are missing: expected {}",

@@ -469,3 +469,34 @@ async fn an_nhs_number_named_by_its_oid_is_read_as_one() {
     assert_eq!(send(&world, &message).await.counts(), (1, 0, 0));
     assert_eq!(person(&world, "OID1").await.nhs_number(), Some(&nhs));
 }
+
+#[tokio::test]
+async fn a_bad_message_sent_again_is_the_same_quarantine_entry() {
+    let world = World::new().await;
+    let bad = adt("A01", "m1", "2026-01-01", "L1", "Smith", "");
+    let first = send(&world, &bad).await;
+    let again = send(&world, &bad).await;
+    let id = |r: &Report| match &r.messages[0].outcome {
+        Outcome::Quarantined { id, .. } => *id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        id(&first),
+        id(&again),
+        "a retry does not fill the quarantine"
+    );
+    let open = world
+        .services
+        .ports()
+        .quarantine
+        .list(
+            &QuarantineFilter {
+                source: None,
+                open_only: true,
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1);
+}

@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 use std::hint::black_box;
-use std::path::Path;
+
 use std::time::Duration;
 
 use care_hl7::{Message, decode, split_messages};
@@ -23,7 +23,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// The ADT messages of the shared samples, each normalised to `\r` segment ends.
 fn corpus() -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/hl7v2");
+    let root = care_contract::shared_data().join("hl7v2");
     assert!(root.is_dir(), "sample data missing at {}", root.display());
     let mut files: Vec<_> = Vec::new();
     for dir in ["microsoft-fhir-converter", "uk-nhs"] {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use care_hl7::{BatchWarning, Delimiters, Hl7Error, Message, decode, escape, split_messages};
 
 fn data_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/hl7v2");
+    let dir = care_contract::shared_data().join("hl7v2");
     assert!(
         dir.is_dir(),
         "HL7 v2 sample data not found at {} (expected shared/data/hl7v2 beside the main checkout)",

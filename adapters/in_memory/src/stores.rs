@@ -411,13 +411,20 @@ pub struct InMemoryQuarantine {
 
 #[async_trait]
 impl QuarantineStore for InMemoryQuarantine {
-    async fn put(&self, message: &QuarantinedMessage) -> Result<(), RepoError> {
+    async fn put(&self, message: &QuarantinedMessage) -> Result<Uuid, RepoError> {
         let mut state = lock(&self.state);
         if state.contains_key(&message.id) {
             return Err(RepoError::Conflict);
         }
+        if message.resolution.is_none()
+            && let Some(open) = state.values().find(|m| {
+                m.resolution.is_none() && m.source == message.source && m.raw == message.raw
+            })
+        {
+            return Ok(open.id);
+        }
         state.insert(message.id, message.clone());
-        Ok(())
+        Ok(message.id)
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<QuarantinedMessage>, RepoError> {

@@ -8,6 +8,7 @@ use care_application::{
 use care_kernel::{SourceId, UpdateOutcome, UserId};
 use care_person::Identifier;
 use sea_orm::{ConnectionTrait, QueryResult, Value};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::people::{identifier_from_key, identifier_key};
@@ -113,7 +114,11 @@ fn decode(row: &QueryResult) -> Result<QuarantinedMessage, RepoError> {
 
 #[async_trait]
 impl QuarantineStore for SqlQuarantine {
-    async fn put(&self, message: &QuarantinedMessage) -> Result<(), RepoError> {
+    async fn put(&self, message: &QuarantinedMessage) -> Result<Uuid, RepoError> {
+        let digest: String = Sha256::digest(&message.raw)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let (at, by, outcome, corrected) = match &message.resolution {
             None => (None, None, None, None),
             Some(r) => (
@@ -123,12 +128,14 @@ impl QuarantineStore for SqlQuarantine {
                 r.corrected.clone(),
             ),
         };
-        self.db
+        let done = self
+            .db
             .conn
             .execute_raw(self.db.statement(
                 &format!(
-                    "INSERT INTO quarantine ({COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                    "INSERT INTO quarantine ({COLUMNS}, raw_digest) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                     ON CONFLICT (source_id, raw_digest) WHERE resolved_at IS NULL DO NOTHING"
                 ),
                 vec![
                     message.id.to_string().into(),
@@ -143,11 +150,25 @@ impl QuarantineStore for SqlQuarantine {
                     outcome.into(),
                     corrected.into(),
                     subjects_text(&message.subjects).into(),
+                    digest.clone().into(),
                 ],
             ))
             .await
             .map_err(unexpected)?;
-        Ok(())
+        if done.rows_affected() == 1 {
+            return Ok(message.id);
+        }
+        // The same bytes are already open for this source: that entry holds them.
+        let open = self
+            .db
+            .rows(
+                "SELECT id FROM quarantine \
+                 WHERE source_id = $1 AND raw_digest = $2 AND resolved_at IS NULL",
+                vec![message.source.as_str().into(), digest.into()],
+                |row| Uuid::parse_str(&col::<String>(row, 0)?).map_err(unexpected),
+            )
+            .await?;
+        open.into_iter().next().ok_or(RepoError::Conflict)
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<QuarantinedMessage>, RepoError> {

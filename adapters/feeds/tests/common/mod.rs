@@ -69,13 +69,7 @@ impl World {
     }
 }
 
-/// The shared sample data (never edited).
+/// The shared sample data (never edited; see `care_contract::shared_data`).
 pub fn data(relative: &str) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    assert!(
-        root.is_dir(),
-        "the shared sample data is missing: expected {}",
-        root.display()
-    );
-    root.join(relative)
+    care_contract::shared_data().join(relative)
 }

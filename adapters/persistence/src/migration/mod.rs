@@ -4,6 +4,7 @@ mod m20261125_000001_create_core;
 mod m20261126_000001_create_accounts;
 mod m20261126_000002_create_quarantine;
 mod m20261126_000003_quarantine_subjects;
+mod m20261126_000004_quarantine_dedup;
 
 use sea_orm_migration::prelude::*;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_accounts::Migration),
             Box::new(m20261126_000002_create_quarantine::Migration),
             Box::new(m20261126_000003_quarantine_subjects::Migration),
+            Box::new(m20261126_000004_quarantine_dedup::Migration),
         ]
     }
 }
