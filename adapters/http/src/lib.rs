@@ -95,8 +95,8 @@ impl std::fmt::Debug for AppState {
 /// The largest request body accepted (the API takes small JSON documents).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The largest body a feed submits (an HL7 batch or a FHIR bundle) or a System Manager
-/// re-submits.
+/// The largest body a feed submits (an HL7 batch or a FHIR bundle), read only for a
+/// request with a bearer token and at most eight at a time.
 pub const MAX_FEED_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// A feed submission's body, by its content type.

@@ -184,9 +184,21 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
         let client = client.unwrap_or(peer);
         // Read the body here, at most MAX_BODY_BYTES of it (feeds: MAX_FEED_BODY_BYTES),
         // whatever the headers say (HTTP/2 bodies need declare no length).
-        let path = req.uri().path();
-        let limit = if path.starts_with("/api/v1/feeds/") || path.starts_with("/api/v1/quarantine/")
-        {
+        // A feed's large body is read only for a request that brings a bearer token, and
+        // only a few at a time, so that large bodies cannot be used to fill the memory
+        // before anyone is authenticated.
+        let feed_body = req.uri().path().starts_with("/api/v1/feeds/")
+            && req
+                .headers()
+                .get(poem::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+        let _permit = if feed_body {
+            FEED_BODIES.acquire().await.ok()
+        } else {
+            None
+        };
+        let limit = if feed_body {
             crate::MAX_FEED_BODY_BYTES
         } else {
             crate::MAX_BODY_BYTES
@@ -213,6 +225,9 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
         self.inner.call(req).await.map(IntoResponse::into_response)
     }
 }
+
+/// Large feed bodies read at once (each up to `MAX_FEED_BODY_BYTES`).
+static FEED_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 
 /// The route templates of the API, to name a request's route without its values.
 #[derive(Debug, Default)]
