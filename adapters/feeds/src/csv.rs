@@ -243,11 +243,7 @@ pub async fn resubmit_csv(
     let raw = corrected.as_deref().unwrap_or(&entry.raw);
     let commands = map_one_row(kind, raw, &source).map_err(ResubmitError::StillFailing)?;
     resubmission.apply(&commands, corrected).await.map_err(|e| {
-        // As `intake` decides: the row's fault keeps the entry open; storage is not.
-        if matches!(
-            e,
-            IngestError::Invalid(_) | IngestError::Conflict(_) | IngestError::Busy
-        ) {
+        if e.is_the_messages_fault() {
             ResubmitError::StillFailing(e.to_string())
         } else {
             ResubmitError::Ingest(e)
