@@ -15,7 +15,8 @@
 //! digit; the first other repetition is the source's local id (preferring type `MR`).
 //! The source is the feed's own, never what MSH-3/MSH-4 claim.
 //!
-//! Source time: EVN-2 (when the event was recorded), else MSH-7.
+//! Source time: EVN-2 (when the event was recorded), else MSH-7; without an offset, UK
+//! local time.
 
 use std::borrow::Cow;
 

@@ -41,8 +41,10 @@ pub(crate) fn date(raw: &str) -> Result<Option<Date>, TimeError> {
         .ok_or_else(|| format!("{raw:?} is not a calendar date"))
 }
 
-/// An instant from a DTM/TS value. A value without an offset is read as UTC (feeds in
-/// this deployment send UTC or an explicit offset); missing time parts are zero.
+/// An instant from a DTM/TS value. A value without an offset is UK local time
+/// (Europe/London: GMT in winter, BST in summer; in the hour the clocks go back, the
+/// earlier of the two instants; in the hour they skip, as if the clocks had already
+/// changed); missing time parts are zero.
 pub(crate) fn timestamp(raw: &str) -> Result<Timestamp, TimeError> {
     let raw = raw.trim();
     let bad = || format!("{raw:?} is not an HL7 date/time (YYYYMMDD[HHMM[SS[.S]]][+ZZZZ])");
@@ -81,7 +83,8 @@ pub(crate) fn timestamp(raw: &str) -> Result<Timestamp, TimeError> {
     };
     let local = local + chrono::Duration::microseconds(fraction_micros);
     let instant = match offset {
-        None => Utc.from_utc_datetime(&local),
+        // No offset: the sender's local time, which for this record's feeds is UK time.
+        None => uk_local(&local).ok_or_else(bad)?,
         Some(o) => {
             let sign = if o.starts_with('-') { -1 } else { 1 };
             let (Some(h), Some(m)) = (digits(o, 1, 2), digits(o, 3, 2)) else {
@@ -101,6 +104,20 @@ pub(crate) fn timestamp(raw: &str) -> Result<Timestamp, TimeError> {
     Ok(instant)
 }
 
+/// A UK wall-clock time as an instant.
+fn uk_local(local: &NaiveDateTime) -> Option<Timestamp> {
+    use chrono::LocalResult;
+    use chrono_tz::Europe::London;
+    let at = match London.from_local_datetime(local) {
+        LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => at,
+        // The skipped hour in March: read it an hour on, in summer time.
+        LocalResult::None => London
+            .from_local_datetime(&(*local + chrono::Duration::hours(1)))
+            .earliest()?,
+    };
+    Some(at.with_timezone(&Utc))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -110,7 +127,24 @@ mod tests {
     fn reads_the_precisions_hl7_allows() {
         assert_eq!(
             timestamp("20200508130643").unwrap().to_rfc3339(),
-            "2020-05-08T13:06:43+00:00"
+            "2020-05-08T12:06:43+00:00",
+            "summer: BST"
+        );
+        assert_eq!(
+            timestamp("20200108130643").unwrap().to_rfc3339(),
+            "2020-01-08T13:06:43+00:00",
+            "winter: GMT"
+        );
+        // The clocks went back at 02:00 BST on 2026-10-25: 01:30 happened twice.
+        assert_eq!(
+            timestamp("202610250130").unwrap().to_rfc3339(),
+            "2026-10-25T00:30:00+00:00",
+            "the earlier of the two"
+        );
+        // They went forward at 01:00 GMT on 2026-03-29: 01:30 did not happen.
+        assert_eq!(
+            timestamp("202603290130").unwrap().to_rfc3339(),
+            "2026-03-29T01:30:00+00:00"
         );
         assert_eq!(
             timestamp("198908181126+0215").unwrap().to_rfc3339(),
@@ -123,6 +157,11 @@ mod tests {
         assert_eq!(
             timestamp("20160102").unwrap().to_rfc3339(),
             "2016-01-02T00:00:00+00:00"
+        );
+        assert_eq!(
+            timestamp("20160102101112+0000").unwrap().to_rfc3339(),
+            "2016-01-02T10:11:12+00:00",
+            "an explicit offset wins"
         );
         assert_eq!(
             timestamp("201601021011-0500").unwrap().to_rfc3339(),

@@ -222,8 +222,8 @@ async fn a_uk_admission_lands_with_its_nhs_number_local_id_name_address_and_prac
     assert_eq!(shown.registered_gp.unwrap().value.code(), "12345");
     assert_eq!(
         name.as_of.to_rfc3339(),
-        "2020-05-08T13:06:43+00:00",
-        "source time from EVN-2"
+        "2020-05-08T12:06:43+00:00",
+        "source time from EVN-2, UK summer time"
     );
 }
 
