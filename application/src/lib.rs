@@ -41,7 +41,7 @@ pub use ports::{
     SecurityEventKind, SecurityLog, SessionRecord, SessionStore, SourceInfo, SourceRegistry,
     SubjectState, TokenHash, TokenSource, UserAccount,
 };
-pub use quarantine::{QUARANTINE_PAGE_MAX, QuarantineList, Resubmission};
+pub use quarantine::{QUARANTINE_PAGE_MAX, QuarantineList, Resubmission, WITHHELD};
 pub use reads::SEARCH_LIMIT;
 pub use views::AuditReceipt;
 

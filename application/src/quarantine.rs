@@ -9,9 +9,12 @@ use uuid::Uuid;
 
 use crate::ingest::{IngestCommand, IngestError};
 use crate::ports::{
-    QuarantineFilter, QuarantineSummary, QuarantinedMessage, Resolution, SubjectState,
+    Decision, QuarantineFilter, QuarantineSummary, QuarantinedMessage, Resolution, SubjectState,
 };
 use crate::{AccessError, AuditReceipt, Services, gate::Access};
+
+/// The reason a list shows for a message about someone the reader may not see.
+pub const WITHHELD: &str = "withheld: this message is about a record not shown to your role";
 
 /// The most entries one listing returns.
 pub const QUARANTINE_PAGE_MAX: usize = 1000;
@@ -94,8 +97,25 @@ impl Services {
             )
             .into());
         }
+        let now = access.at;
         let receipt = self.gate(&access).await?;
-        let entries = self.ports.quarantine.list(filter, limit).await?;
+        let mut entries = self.ports.quarantine.list(filter, limit).await?;
+        // A reason can quote a value from the message: for a message about someone this
+        // role may not see, the list says only that it is withheld.
+        let people = access.for_action(Action::ReadSourceDemographics);
+        for entry in &mut entries {
+            let hidden = self
+                .subjects_of(actor, now, &entry.subjects)
+                .await?
+                .into_iter()
+                .any(|(person, subject)| {
+                    self.decide(&people.about(person, Some(subject))) != Decision::Permit
+                });
+            if hidden {
+                entry.reason = WITHHELD.to_owned();
+                entry.subjects.clear();
+            }
+        }
         Ok(QuarantineList { entries, receipt })
     }
 

@@ -425,6 +425,14 @@ async fn a_quarantined_message_about_an_opted_out_person_is_not_shown() {
         ),
         "an opted-out person's message is not shown"
     );
+    let listed = world
+        .services
+        .quarantined(&sm, &QuarantineFilter::default(), 10)
+        .await
+        .unwrap();
+    let row = listed.entries.iter().find(|e| e.id == *id).unwrap();
+    assert_eq!(row.reason, care_application::WITHHELD, "nor is its reason");
+    assert!(row.subjects.is_empty());
     // A participating person's message is, and the read is audited against them.
     let other = adt("A01", "m3", "20260101090000", "OPEN1", "Open", "")
         .replace("|19800101|F|", "|19800101|Q|");
