@@ -239,16 +239,10 @@ pub async fn resubmit_csv(
             entry.format.as_str()
         )));
     };
-    let source = entry.source.clone();
-    let raw = corrected.as_deref().unwrap_or(&entry.raw);
-    let commands = map_one_row(kind, raw, &source).map_err(ResubmitError::StillFailing)?;
-    resubmission.apply(&commands, corrected).await.map_err(|e| {
-        if e.is_the_messages_fault() {
-            ResubmitError::StillFailing(e.to_string())
-        } else {
-            ResubmitError::Ingest(e)
-        }
+    crate::intake::resubmit_with(resubmission, corrected, |raw, source| {
+        map_one_row(kind, raw, source)
     })
+    .await
 }
 
 /// Maps a stored row (a header line and one row) to its commands.

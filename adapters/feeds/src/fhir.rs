@@ -1535,23 +1535,7 @@ pub async fn resubmit_fhir(
     resubmission: Resubmission,
     corrected: Option<Vec<u8>>,
 ) -> Result<UpdateOutcome, ResubmitError> {
-    let raw = corrected
-        .clone()
-        .unwrap_or_else(|| resubmission.entry().raw.clone());
-    let source = resubmission.entry().source.clone();
-    let commands = map_body(&raw, &source).map_err(ResubmitError::StillFailing)?;
-    resubmission.apply(&commands, corrected).await.map_err(|e| {
-        // As the intake decides: the message's fault leaves the entry open with the
-        // reason; anything else is the system's.
-        if matches!(
-            e,
-            IngestError::Invalid(_) | IngestError::Conflict(_) | IngestError::Busy
-        ) {
-            ResubmitError::StillFailing(e.to_string())
-        } else {
-            ResubmitError::Ingest(e)
-        }
-    })
+    crate::intake::resubmit_with(resubmission, corrected, map_body).await
 }
 
 #[cfg(test)]

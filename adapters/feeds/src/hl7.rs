@@ -76,15 +76,8 @@ pub fn map_message(
     let at = source_time(message)?;
     match (kind.as_ref(), event.as_ref()) {
         ("ADT", e) if DEMOGRAPHIC_EVENTS.contains(&e) => {
-            let pid = required_segment(message, "PID")?;
-            let identity = identity(&pid, 3, "PID-3", source)?;
-            let mut commands = vec![IngestCommand::Demographics {
-                identity: identity.clone(),
-                source_time: at,
-                demographics: demographics(message, &pid)?,
-                death: death(&pid)?,
-                partial: true,
-            }];
+            let (identity, stated) = patient(message, source, at)?;
+            let mut commands = vec![stated];
             commands.extend(allergies(message, &identity, at)?);
             Ok(commands)
         }
@@ -102,15 +95,8 @@ pub fn map_message(
         }
         ("ADT", "A40" | "A34") => merges(message, source, at),
         ("REF", "I12" | "I13" | "I14") => {
-            let pid = required_segment(message, "PID")?;
-            let identity = identity(&pid, 3, "PID-3", source)?;
-            let mut commands = vec![IngestCommand::Demographics {
-                identity: identity.clone(),
-                source_time: at,
-                demographics: demographics(message, &pid)?,
-                death: death(&pid)?,
-                partial: true,
-            }];
+            let (identity, stated) = patient(message, source, at)?;
+            let mut commands = vec![stated];
             // I14 cancels the referral, whatever RF1-1 still says.
             let cancelled = event.as_ref() == "I14";
             commands.push(referral(message, &identity, at, cancelled)?);
@@ -122,6 +108,25 @@ pub fn map_message(
             format!("message type {kind}^{event} is not one this record reads"),
         )),
     }
+}
+
+/// Whom PID names, and what it states about them (HL7 fields are partial: an empty one
+/// is "not sent").
+fn patient(
+    message: &Message<'_>,
+    source: &SourceId,
+    at: Timestamp,
+) -> Result<(PersonIdentity, IngestCommand), MapError> {
+    let pid = required_segment(message, "PID")?;
+    let identity = identity(&pid, 3, "PID-3", source)?;
+    let stated = IngestCommand::Demographics {
+        identity: identity.clone(),
+        source_time: at,
+        demographics: demographics(message, &pid)?,
+        death: death(&pid)?,
+        partial: true,
+    };
+    Ok((identity, stated))
 }
 
 fn required_segment<'a>(message: &Message<'a>, id: &str) -> Result<Segment<'a>, MapError> {

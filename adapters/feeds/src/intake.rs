@@ -34,8 +34,10 @@ impl Intake {
         &self.session
     }
 
-    /// Applies a message's commands, or quarantines it when they cannot be applied.
-    async fn settle(
+    /// Applies already-mapped commands for one message (HL7, FHIR resources, CSV rows),
+    /// or quarantines the message with the mapping's reason, or the record's when they
+    /// cannot be applied.
+    pub async fn submit_mapped(
         &self,
         index: usize,
         format: FeedFormat,
@@ -91,19 +93,6 @@ impl Intake {
         })
     }
 
-    /// Applies already-mapped commands for one message (FHIR resources, CSV rows), or
-    /// quarantines the message with the mapping's reason.
-    pub async fn submit_mapped(
-        &self,
-        index: usize,
-        format: FeedFormat,
-        reference: Option<String>,
-        raw: &[u8],
-        mapped: Result<Vec<IngestCommand>, String>,
-    ) -> Result<MessageReport, IngestError> {
-        self.settle(index, format, reference, raw, mapped).await
-    }
-
     /// One HL7 v2 message (an MLLP frame): parsed, mapped, applied or quarantined.
     pub async fn hl7_message(
         &self,
@@ -125,7 +114,7 @@ impl Intake {
             }
             Err(e) => Err(e.to_string()),
         };
-        self.settle(index, FeedFormat::Hl7v2, reference, raw, mapped)
+        self.submit_mapped(index, FeedFormat::Hl7v2, reference, raw, mapped)
             .await
     }
 
@@ -279,24 +268,19 @@ fn with_terminator<'a>(text: &'a str, message: &'a str) -> &'a str {
     text.get(start..end + extra).unwrap_or(message)
 }
 
-/// Re-submits a quarantined HL7 v2 message (or the corrected one given in its place)
-/// through an opened [`Resubmission`]. A message that still cannot be applied leaves the
-/// entry open and comes back as `Err` with the reason.
-pub async fn resubmit_hl7(
+/// Re-submits a quarantined message through an opened [`Resubmission`]: its bytes (or
+/// the corrected ones given in their place) mapped again by `map` and applied. A message
+/// that still cannot be applied leaves the entry open and comes back as
+/// `ResubmitError::StillFailing` with the reason; anything else is the system's.
+pub async fn resubmit_with(
     resubmission: Resubmission,
     corrected: Option<Vec<u8>>,
+    map: impl FnOnce(&[u8], &SourceId) -> Result<Vec<IngestCommand>, String>,
 ) -> Result<UpdateOutcome, ResubmitError> {
-    let raw = corrected
-        .clone()
-        .unwrap_or_else(|| resubmission.entry().raw.clone());
     let source = resubmission.entry().source.clone();
     let commands = {
-        let text =
-            care_hl7::decode(&raw).map_err(|e| ResubmitError::StillFailing(e.to_string()))?;
-        let message =
-            Message::parse(&text).map_err(|e| ResubmitError::StillFailing(e.to_string()))?;
-        hl7::map_message(&message, &source)
-            .map_err(|e| ResubmitError::StillFailing(e.to_string()))?
+        let raw = corrected.as_deref().unwrap_or(&resubmission.entry().raw);
+        map(raw, &source).map_err(ResubmitError::StillFailing)?
     };
     resubmission.apply(&commands, corrected).await.map_err(|e| {
         if e.is_the_messages_fault() {
@@ -305,4 +289,17 @@ pub async fn resubmit_hl7(
             ResubmitError::Ingest(e)
         }
     })
+}
+
+/// Re-submits a quarantined HL7 v2 message (see [`resubmit_with`]).
+pub async fn resubmit_hl7(
+    resubmission: Resubmission,
+    corrected: Option<Vec<u8>>,
+) -> Result<UpdateOutcome, ResubmitError> {
+    resubmit_with(resubmission, corrected, |raw, source| {
+        let text = care_hl7::decode(raw).map_err(|e| e.to_string())?;
+        let message = Message::parse(&text).map_err(|e| e.to_string())?;
+        hl7::map_message(&message, source).map_err(|e| e.to_string())
+    })
+    .await
 }

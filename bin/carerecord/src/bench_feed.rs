@@ -14,26 +14,35 @@ use care_person::NhsNumber;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What to drive and how hard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchFeed {
-    /// The server's HTTP base URL (for the batch measurement; sign-in as `user`).
+    /// The server's HTTP base URL, for the batch measurement (signs in as `user`).
+    #[arg(long)]
     pub url: Option<String>,
-    /// The MLLP listener (`host:port`).
+    /// The MLLP listener (host:port).
+    #[arg(long)]
     pub mllp: Option<String>,
-    /// The feed account.
+    /// The feed account (for HTTP).
+    #[arg(long, default_value = "feed")]
     pub user: String,
     /// Its password.
+    #[arg(long, env = "CARE_DEMO_PASSWORD", default_value = "")]
     pub password: String,
     /// Its source.
+    #[arg(long, default_value = "demo-feed")]
     pub source: String,
     /// Messages per measurement.
+    #[arg(long, default_value_t = 20_000)]
     pub messages: u64,
     /// Concurrent connections.
+    #[arg(long, default_value_t = 4)]
     pub connections: usize,
     /// Messages per HTTP batch.
+    #[arg(long, default_value_t = 500)]
     pub batch: usize,
-    /// Where the generated NHS numbers start (change it between runs to add new people
+    /// Where generated identifiers start (change it between runs to add new people
     /// rather than repeat old ones).
+    #[arg(long, default_value_t = 0)]
     pub offset: u32,
 }
 

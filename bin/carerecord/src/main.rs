@@ -147,35 +147,7 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Load a running server's feeds: synthetic ADT A01 messages over MLLP (an ACK per
     /// message) and over HTTP as HL7 batches, beside the parse-only rate in this process.
-    BenchFeed {
-        /// The server's HTTP base URL, for the batch measurement.
-        #[arg(long)]
-        url: Option<String>,
-        /// The MLLP listener (host:port).
-        #[arg(long)]
-        mllp: Option<String>,
-        /// The feed account (for HTTP).
-        #[arg(long, default_value = "feed")]
-        user: String,
-        /// Its password.
-        #[arg(long, env = "CARE_DEMO_PASSWORD", default_value = "")]
-        password: String,
-        /// Its source.
-        #[arg(long, default_value = "demo-feed")]
-        source: String,
-        /// Messages per measurement.
-        #[arg(long, default_value_t = 20_000)]
-        messages: u64,
-        /// Concurrent connections.
-        #[arg(long, default_value_t = 4)]
-        connections: usize,
-        /// Messages per HTTP batch.
-        #[arg(long, default_value_t = 500)]
-        batch: usize,
-        /// Where generated identifiers start (change it to add new people).
-        #[arg(long, default_value_t = 0)]
-        offset: u32,
-    },
+    BenchFeed(bench_feed::BenchFeed),
     /// Write synthetic people (with alerts, referrals and consent) as JSON lines.
     Generate {
         #[command(flatten)]
@@ -256,28 +228,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::BenchFeed {
-            url,
-            mllp,
-            user,
-            password,
-            source,
-            messages,
-            connections,
-            batch,
-            offset,
-        } => {
-            let bench = bench_feed::BenchFeed {
-                url,
-                mllp,
-                user,
-                password,
-                source,
-                messages,
-                connections,
-                batch,
-                offset,
-            };
+        Command::BenchFeed(bench) => {
             let lines = bench_feed::run(&bench).await?;
             let mut out = std::io::stdout().lock();
             for line in lines {

@@ -107,6 +107,28 @@ struct Answer {
     text: String,
 }
 
+impl Answer {
+    /// Sends the request and reads the whole answer.
+    async fn of(req: reqwest::RequestBuilder) -> Self {
+        let resp = req.send().await.expect("the server answers");
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            content_type,
+            body,
+            text,
+        }
+    }
+}
+
 impl Api {
     fn new(server: &Server) -> Self {
         Self {
@@ -133,22 +155,7 @@ impl Api {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("the server answers");
-        let status = resp.status();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let text = resp.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer {
-            status,
-            content_type,
-            body,
-            text,
-        }
+        Answer::of(req).await
     }
 
     async fn get(&self, path: &str, token: &str) -> Answer {
@@ -1404,22 +1411,7 @@ async fn post_raw(
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    let resp = req.send().await.expect("the server answers");
-    let status = resp.status();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = resp.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer {
-        status,
-        content_type,
-        body,
-        text,
-    }
+    Answer::of(req).await
 }
 
 /// Feed submission over HTTP: per-message outcomes, idempotence, the quarantine and its
