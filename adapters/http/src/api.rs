@@ -18,11 +18,12 @@ use care_person::{NameKey, NhsNumber, Postcode, SearchCriteria};
 use poem::Request;
 use poem_openapi::auth::Bearer;
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::{Binary, Json, PlainText};
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi, ResponseContent, SecurityScheme, Tags};
 use uuid::Uuid;
 
 use crate::dto::*;
+use crate::feedbody::{FeedSubmission, FhirBody, Hl7Body};
 use crate::network::ClientAddr;
 use crate::problem::Problem;
 use crate::{AppState, FeedBody};
@@ -984,7 +985,7 @@ impl AdminApi {
         req: &Request,
         auth: BearerAuth,
         source: Path<String>,
-        body: Binary<Vec<u8>>,
+        body: FeedSubmission,
     ) -> ApiResult<FeedReportDto> {
         let actor = actor(&self.0, req, &auth).await?;
         let source =
@@ -995,23 +996,9 @@ impl AdminApi {
             .open_feed(&actor, &source)
             .await
             .map_err(|e| ingest_failed(&self.0, e))?;
-        let content_type = req
-            .header(poem::http::header::CONTENT_TYPE)
-            .unwrap_or_default();
-        let media = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        let body = match media.as_str() {
-            "application/hl7-v2" | "x-application/hl7-v2+er7" => FeedBody::Hl7v2(&body.0),
-            "application/fhir+json" => FeedBody::Fhir(&body.0),
-            _ => {
-                return Err(Problem::unsupported_media_type(
-                    "send application/hl7-v2 or application/fhir+json",
-                ));
-            }
+        let body = match &body {
+            FeedSubmission::Hl7(Hl7Body(raw)) => FeedBody::Hl7v2(raw),
+            FeedSubmission::Fhir(FhirBody(raw)) => FeedBody::Fhir(raw),
         };
         let report = self
             .0

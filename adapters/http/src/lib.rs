@@ -13,6 +13,7 @@
 
 mod api;
 mod dto;
+mod feedbody;
 mod network;
 pub mod problem;
 mod ratelimit;

@@ -87,9 +87,6 @@ pub enum Problem {
     /// The change conflicts with the current state.
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<ProblemBody>),
-    /// The body's content type is not one this endpoint reads.
-    #[oai(status = 415, content_type = "application/problem+json")]
-    UnsupportedMediaType(Json<ProblemBody>),
     /// Too many requests, or a locked account.
     #[oai(status = 429, content_type = "application/problem+json")]
     TooManyRequests(Json<ProblemBody>, #[oai(header = "Retry-After")] u64),
@@ -152,16 +149,6 @@ impl Problem {
         Problem::Conflict(body(409, types::CONFLICT, "Conflict", Some(detail.into())))
     }
 
-    /// A body of a content type this endpoint does not read.
-    pub fn unsupported_media_type(detail: &str) -> Self {
-        Problem::UnsupportedMediaType(body(
-            415,
-            types::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported media type",
-            Some(detail.into()),
-        ))
-    }
-
     /// Too many requests.
     pub fn rate_limited(retry_after: u64) -> Self {
         Problem::TooManyRequests(
@@ -189,7 +176,6 @@ impl Problem {
             Problem::Forbidden(_) => 403,
             Problem::NotFound(_) => 404,
             Problem::Conflict(_) => 409,
-            Problem::UnsupportedMediaType(_) => 415,
             Problem::TooManyRequests(..) => 429,
             Problem::Internal(_) => 500,
             Problem::Unavailable(_) => 503,
@@ -204,7 +190,6 @@ impl Problem {
             | Problem::Forbidden(b)
             | Problem::NotFound(b)
             | Problem::Conflict(b)
-            | Problem::UnsupportedMediaType(b)
             | Problem::TooManyRequests(b, _)
             | Problem::Internal(b)
             | Problem::Unavailable(b) => &b.0.kind,

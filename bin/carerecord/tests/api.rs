@@ -1417,6 +1417,15 @@ async fn post_raw(
 /// Feed submission over HTTP: per-message outcomes, idempotence, the quarantine and its
 /// re-submission, and who may do each.
 async fn feeds_over_http(api: &Api) {
+    // The OpenAPI document says which bodies a feed may send.
+    let doc = api
+        .call(Method::GET, "/openapi.json", None, &[], None)
+        .await;
+    let content =
+        &doc.body["paths"]["/api/v1/feeds/{source}/messages"]["post"]["requestBody"]["content"];
+    for media in ["application/hl7-v2", "application/fhir+json"] {
+        assert!(content.get(media).is_some(), "{media} in {content}");
+    }
     let feed = api.token("feed").await;
     let path = "/api/v1/feeds/demo-feed/messages";
     let good_nhs = test_nhs(1);
