@@ -641,7 +641,10 @@ impl Services {
                     if outcome == UpdateOutcome::Applied {
                         match self.ports.people.save(&keep).await {
                             Ok(_) => {}
-                            Err(RepoError::Conflict | RepoError::IdentifierTaken(_)) => continue,
+                            Err(RepoError::Conflict) => continue,
+                            Err(RepoError::IdentifierTaken(what)) => {
+                                return Err(held_elsewhere(&what));
+                            }
                             Err(other) => return Err(other.into()),
                         }
                     }
@@ -664,7 +667,8 @@ impl Services {
                     keep.absorb(&mut gone)?;
                     match self.ports.people.save_merge(&keep, &gone).await {
                         Ok(()) => {}
-                        Err(RepoError::Conflict | RepoError::IdentifierTaken(_)) => continue,
+                        Err(RepoError::Conflict) => continue,
+                        Err(RepoError::IdentifierTaken(what)) => return Err(held_elsewhere(&what)),
                         Err(other) => return Err(other.into()),
                     }
                     self.ports
@@ -687,7 +691,10 @@ impl Services {
                     if outcome == UpdateOutcome::Applied || keep.version() == 0 {
                         match self.ports.people.save(&keep).await {
                             Ok(_) => {}
-                            Err(RepoError::Conflict | RepoError::IdentifierTaken(_)) => continue,
+                            Err(RepoError::Conflict) => continue,
+                            Err(RepoError::IdentifierTaken(what)) => {
+                                return Err(held_elsewhere(&what));
+                            }
                             Err(other) => return Err(other.into()),
                         }
                     }
@@ -978,6 +985,14 @@ impl ItemStore<Referral> for dyn ReferralRepository {
     async fn store(&self, item: &Referral) -> Result<u64, RepoError> {
         self.save(item).await
     }
+}
+
+/// A merge names an identifier that a third record holds: only another merge can join
+/// them, so retrying is pointless.
+fn held_elsewhere(what: &str) -> IngestError {
+    IngestError::Conflict(format!(
+        "the survivor's {what} belongs to another record; a merge of that record is needed first"
+    ))
 }
 
 fn apply_death(

@@ -43,9 +43,17 @@ pub struct Resubmission {
     actor: Actor,
     entry: QuarantinedMessage,
     receipt: AuditReceipt,
+    withheld: bool,
 }
 
 impl Resubmission {
+    /// Whether the message is about someone the re-submitter may not see (opted out,
+    /// died more than 8 years ago): it may still be re-submitted — the record keeps
+    /// taking their data — but why it fails must not be shown ([`WITHHELD`]).
+    pub fn withheld(&self) -> bool {
+        self.withheld
+    }
+
     /// The message as it was quarantined.
     pub fn entry(&self) -> &QuarantinedMessage {
         &self.entry
@@ -97,21 +105,12 @@ impl Services {
             )
             .into());
         }
-        let now = access.at;
         let receipt = self.gate(&access).await?;
         let mut entries = self.ports.quarantine.list(filter, limit).await?;
         // A reason can quote a value from the message: for a message about someone this
         // role may not see, the list says only that it is withheld.
-        let people = access.for_action(Action::ReadSourceDemographics);
         for entry in &mut entries {
-            let hidden = self
-                .subjects_of(actor, now, &entry.subjects)
-                .await?
-                .into_iter()
-                .any(|(person, subject)| {
-                    self.decide(&people.about(person, Some(subject))) != Decision::Permit
-                });
-            if hidden {
+            if self.withholds(&access, &entry.subjects).await? {
                 entry.reason = WITHHELD.to_owned();
                 entry.subjects.clear();
             }
@@ -211,11 +210,30 @@ impl Services {
                 "this message has already been re-submitted and applied".into(),
             ));
         }
+        let withheld = self.withholds(&access, &entry.subjects).await?;
         Ok(Resubmission {
             services: self.clone(),
             actor: actor.clone(),
             entry,
             receipt,
+            withheld,
         })
+    }
+
+    /// Whether a message about these people is one whose content (and reason) this
+    /// actor may not see.
+    async fn withholds(
+        &self,
+        access: &Access<'_>,
+        subjects: &[Identifier],
+    ) -> Result<bool, AccessError> {
+        let people = access.for_action(Action::ReadSourceDemographics);
+        Ok(self
+            .subjects_of(access.actor, access.at, subjects)
+            .await?
+            .into_iter()
+            .any(|(person, subject)| {
+                self.decide(&people.about(person, Some(subject))) != Decision::Permit
+            }))
     }
 }

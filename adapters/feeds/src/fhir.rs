@@ -1407,6 +1407,9 @@ impl Intake {
                 context.add_entry(entry.full_url.as_deref(), resource, &source);
             }
         }
+        // A quarantined entry is kept alone, but it may name its person only by a
+        // reference into the Bundle: it is about everyone the Bundle names.
+        let about = crate::intake::subjects_in(FeedFormat::Fhir, raw, &source);
         let mut report = Report::default();
         if bundle.entry.is_empty() {
             report.warnings.push(format!(
@@ -1426,12 +1429,13 @@ impl Intake {
                     let bytes = serde_json::to_vec(resource).unwrap_or_default();
                     let mapped =
                         map_resource(resource, &source, &context).map_err(|e| e.to_string());
-                    self.submit_mapped(
+                    self.submit_mapped_about(
                         index,
                         FeedFormat::Fhir,
                         reference_of(resource, full_url),
                         &bytes,
                         mapped,
+                        &about,
                     )
                     .await?
                 }

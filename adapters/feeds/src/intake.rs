@@ -45,6 +45,22 @@ impl Intake {
         raw: &[u8],
         mapped: Result<Vec<IngestCommand>, String>,
     ) -> Result<MessageReport, IngestError> {
+        self.submit_mapped_about(index, format, reference, raw, mapped, &[])
+            .await
+    }
+
+    /// [`Intake::submit_mapped`] for a message that is part of something larger (a FHIR
+    /// Bundle entry): `about` names the people of the whole, who a quarantined part may
+    /// be about even when it names them only by a reference into the whole.
+    pub async fn submit_mapped_about(
+        &self,
+        index: usize,
+        format: FeedFormat,
+        reference: Option<String>,
+        raw: &[u8],
+        mapped: Result<Vec<IngestCommand>, String>,
+        about: &[Identifier],
+    ) -> Result<MessageReport, IngestError> {
         let failure = match mapped {
             Ok(commands) => match self.session.apply(&commands).await {
                 Ok(outcome) => {
@@ -59,7 +75,7 @@ impl Intake {
             },
             Err(reason) => reason,
         };
-        self.quarantine(index, format, reference, raw, failure)
+        self.quarantine_about(index, format, reference, raw, failure, about)
             .await
     }
 
@@ -72,7 +88,25 @@ impl Intake {
         raw: &[u8],
         reason: String,
     ) -> Result<MessageReport, IngestError> {
-        let subjects = subjects_in(format, raw, &self.session.source().id);
+        self.quarantine_about(index, format, reference, raw, reason, &[])
+            .await
+    }
+
+    async fn quarantine_about(
+        &self,
+        index: usize,
+        format: FeedFormat,
+        reference: Option<String>,
+        raw: &[u8],
+        reason: String,
+        about: &[Identifier],
+    ) -> Result<MessageReport, IngestError> {
+        let mut subjects = subjects_in(format, raw, &self.session.source().id);
+        for identifier in about {
+            if !subjects.contains(identifier) {
+                subjects.push(identifier.clone());
+            }
+        }
         let id = self
             .session
             .quarantine(Rejected {
@@ -176,12 +210,8 @@ pub fn subjects_in(format: FeedFormat, raw: &[u8], source: &SourceId) -> Vec<Ide
             found.push(identifier);
         }
     };
-    for run in raw.split(|b| !b.is_ascii_digit()) {
-        if run.len() == 10
-            && let Ok(nhs) = NhsNumber::parse(&String::from_utf8_lossy(run))
-        {
-            push(Identifier::Nhs(nhs));
-        }
+    for nhs in nhs_numbers_in(raw) {
+        push(Identifier::Nhs(nhs));
     }
     let local = |value: &str| {
         LocalId::new(source.clone(), value)
@@ -218,10 +248,20 @@ pub fn subjects_in(format: FeedFormat, raw: &[u8], source: &SourceId) -> Vec<Ide
                                 push(id);
                             }
                             if let Some(reference) = map.get("reference").and_then(|v| v.as_str())
-                                && let Some((_, id)) = reference.rsplit_once("Patient/")
-                                && let Some(id) = local(id)
+                                && let Some((_, tail)) = reference.rsplit_once("Patient/")
+                                && let Some(id) = local(tail.split('/').next().unwrap_or(tail))
                             {
                                 push(id);
+                            }
+                            // A Patient may be known by any of its identifiers' values.
+                            if map.get("resourceType").and_then(|v| v.as_str()) == Some("Patient")
+                                && let Some(ids) = map.get("identifier").and_then(|v| v.as_array())
+                            {
+                                for value in ids.iter().filter_map(|i| i.get("value")?.as_str()) {
+                                    if let Some(id) = local(value) {
+                                        push(id);
+                                    }
+                                }
                             }
                             stack.extend(map.values());
                         }
@@ -244,6 +284,49 @@ pub fn subjects_in(format: FeedFormat, raw: &[u8], source: &SourceId) -> Vec<Ide
                     }
                 }
             }
+        }
+    }
+    found
+}
+
+/// Every valid NHS number written in `raw`: ten digits not touching other digits, as one
+/// run or grouped 3-3-4 by single spaces or dashes (`943 476 5919`, `943-476-5919`).
+fn nhs_numbers_in(raw: &[u8]) -> Vec<NhsNumber> {
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        let starts = raw[i].is_ascii_digit() && (i == 0 || !raw[i - 1].is_ascii_digit());
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let mut digits = String::with_capacity(10);
+        let mut j = i;
+        while j < raw.len() && digits.len() < 10 {
+            let b = raw[j];
+            if b.is_ascii_digit() {
+                digits.push(char::from(b));
+                j += 1;
+            } else if matches!(b, b' ' | b'-')
+                && matches!(digits.len(), 3 | 6)
+                && raw.get(j + 1).is_some_and(u8::is_ascii_digit)
+            {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let ends = j == raw.len() || !raw[j].is_ascii_digit();
+        if digits.len() == 10
+            && ends
+            && let Ok(nhs) = NhsNumber::parse(&digits)
+        {
+            found.push(nhs);
+        }
+        // Go on from the next digit run (a separator may have joined two numbers).
+        i += 1;
+        while i < raw.len() && raw[i].is_ascii_digit() {
+            i += 1;
         }
     }
     found
@@ -302,4 +385,48 @@ pub async fn resubmit_hl7(
         hl7::map_message(&message, source).map_err(|e| e.to_string())
     })
     .await
+}
+
+#[cfg(test)]
+mod subject_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn nhs_numbers_are_found_as_runs_or_grouped_3_3_4() {
+        let found = |text: &str| -> Vec<String> {
+            nhs_numbers_in(text.as_bytes())
+                .iter()
+                .map(NhsNumber::digits)
+                .collect()
+        };
+        assert_eq!(found("PID|1||9434765919^^^NHS^NH"), ["9434765919"]);
+        assert_eq!(
+            found("nhs 943 476 5919, or 943-476-5919."),
+            ["9434765919", "9434765919"]
+        );
+        assert!(
+            found("94347659190").is_empty(),
+            "eleven digits are not a number"
+        );
+        assert!(found("19434765919").is_empty());
+        assert!(found("943  476 5919").is_empty(), "one separator at a time");
+        assert!(found("9434765918").is_empty(), "the check digit must pass");
+        assert!(found("").is_empty());
+        assert_eq!(found("9434765919 9434765919"), ["9434765919", "9434765919"]);
+    }
+
+    #[test]
+    fn fhir_patients_are_found_by_id_identifier_and_versioned_references() {
+        let source = SourceId::parse("acute-pas").unwrap();
+        let body = br#"{"resourceType":"Bundle","entry":[
+            {"resource":{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"MRN7"}]}},
+            {"resource":{"resourceType":"Flag","subject":{"reference":"Patient/p1/_history/2"}}}]}"#;
+        let subjects = subjects_in(FeedFormat::Fhir, body, &source);
+        for local in ["MRN7", "p1"] {
+            let id = Identifier::Local(LocalId::new(source.clone(), local).unwrap());
+            assert!(subjects.contains(&id), "{local} in {subjects:?}");
+        }
+    }
 }

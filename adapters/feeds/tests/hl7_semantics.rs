@@ -433,6 +433,11 @@ async fn a_quarantined_message_about_an_opted_out_person_is_not_shown() {
     let row = listed.entries.iter().find(|e| e.id == *id).unwrap();
     assert_eq!(row.reason, care_application::WITHHELD, "nor is its reason");
     assert!(row.subjects.is_empty());
+    let resubmission = world.services.open_resubmission(&sm, *id).await.unwrap();
+    assert!(
+        resubmission.withheld(),
+        "it may be re-submitted, but why it fails is not shown"
+    );
     // A participating person's message is, and the read is audited against them.
     let other = adt("A01", "m3", "20260101090000", "OPEN1", "Open", "")
         .replace("|19800101|F|", "|19800101|Q|");
@@ -507,4 +512,36 @@ async fn a_bad_message_sent_again_is_the_same_quarantine_entry() {
         .await
         .unwrap();
     assert_eq!(open.len(), 1);
+}
+
+#[tokio::test]
+async fn a_merge_naming_a_third_records_nhs_number_is_quarantined_with_why() {
+    let world = World::new().await;
+    let nhs = care_person::NhsNumber::from_first_nine(999_000_444)
+        .unwrap()
+        .digits();
+    let with_nhs = adt("A01", "m1", "20260101090000", "T1", "Third", "")
+        .replace("T1^^^RDZ^MR", &format!("T1^^^RDZ^MR~{nhs}^^^NHS^NH"));
+    send(&world, &with_nhs).await;
+    send(
+        &world,
+        &adt("A01", "m2", "20260101090000", "T2", "Second", ""),
+    )
+    .await;
+    send(
+        &world,
+        &adt("A01", "m3", "20260101090000", "T3", "Gone", ""),
+    )
+    .await;
+    let a40 = format!(
+        "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101100000||ADT^A40|m4|P|2.4\r\
+         EVN|A40|20260101100000\r\
+         PID|1||T2^^^RDZ^MR~{nhs}^^^NHS^NH||Second^Sam\r\
+         MRG|T3^^^RDZ^MR\r"
+    );
+    let report = send(&world, &a40).await;
+    let Outcome::Quarantined { reason, .. } = &report.messages[0].outcome else {
+        panic!("{report:?}")
+    };
+    assert!(reason.contains("belongs to another record"), "{reason}");
 }

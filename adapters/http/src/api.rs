@@ -1087,6 +1087,7 @@ impl AdminApi {
             .open_resubmission(&actor, id)
             .await
             .map_err(|e| failed(&self.0, e))?;
+        let withheld = resubmission.withheld();
         match self.0.feeds.resubmit(resubmission).await {
             Ok(outcome) => Ok(ResubmitResponse::Applied(Json(ResubmittedDto::new(
                 id, outcome,
@@ -1096,7 +1097,11 @@ impl AdminApi {
                     kind: crate::problem::types::INVALID_REQUEST.to_owned(),
                     title: "The message still cannot be applied".to_owned(),
                     status: 422,
-                    detail: Some(reason),
+                    detail: Some(if withheld {
+                        care_application::WITHHELD.to_owned()
+                    } else {
+                        reason
+                    }),
                     field: None,
                 },
             ))),

@@ -184,17 +184,29 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
         let client = client.unwrap_or(peer);
         // Read the body here, at most MAX_BODY_BYTES of it (feeds: MAX_FEED_BODY_BYTES),
         // whatever the headers say (HTTP/2 bodies need declare no length).
-        // A feed's large body is read only for a request that brings a bearer token, and
-        // only a few at a time, so that large bodies cannot be used to fill the memory
-        // before anyone is authenticated.
-        let feed_body = req.uri().path().starts_with("/api/v1/feeds/")
-            && req
-                .headers()
-                .get(poem::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+        // A feed's large body is read only for a signed-in feed account (its session is
+        // checked here, before the body), a few at a time, and within a time limit, so that
+        // large bodies cannot fill the memory or the slots before anyone is known.
+        let token = req
+            .headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
+            .map(|v| v[7..].trim().to_owned());
+        let feed_body = match token {
+            Some(token) if req.uri().path().starts_with("/api/v1/feeds/") => self
+                .state
+                .accounts
+                .authenticate(&token, client)
+                .await
+                .is_ok_and(|a| a.actor.role == care_kernel::Role::Feed),
+            _ => false,
+        };
         let _permit = if feed_body {
-            FEED_BODIES.acquire().await.ok()
+            match tokio::time::timeout(FEED_BODY_WAIT, FEED_BODIES.acquire()).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => return Ok(problem_response(Problem::unavailable())),
+            }
         } else {
             None
         };
@@ -211,9 +223,18 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
                 .headers()
                 .contains_key(poem::http::header::TRANSFER_ENCODING)
         {
-            match req.take_body().into_bytes_limit(limit).await {
-                Ok(bytes) => req.set_body(bytes),
+            let read =
+                tokio::time::timeout(BODY_READ_LIMIT, req.take_body().into_bytes_limit(limit))
+                    .await;
+            match read {
+                Ok(Ok(bytes)) => req.set_body(bytes),
                 Err(_) => {
+                    return Ok(problem_response(Problem::invalid(
+                        "body",
+                        "was not received in time",
+                    )));
+                }
+                Ok(Err(_)) => {
                     return Ok(problem_response(Problem::invalid(
                         "body",
                         &format!("must be at most {limit} bytes"),
@@ -226,7 +247,14 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
     }
 }
 
-/// Large feed bodies read at once (each up to `MAX_FEED_BODY_BYTES`).
+/// How long a feed waits for one of the large-body slots before 503.
+const FEED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a request body may take to arrive.
+const BODY_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Large feed bodies read at once (each up to `MAX_FEED_BODY_BYTES`), for feed accounts
+/// whose session is live.
 static FEED_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 
 /// The route templates of the API, to name a request's route without its values.

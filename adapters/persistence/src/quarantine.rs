@@ -128,47 +128,53 @@ impl QuarantineStore for SqlQuarantine {
                 r.corrected.clone(),
             ),
         };
-        let done = self
-            .db
-            .conn
-            .execute_raw(self.db.statement(
-                &format!(
-                    "INSERT INTO quarantine ({COLUMNS}, raw_digest) \
+        for _ in 0..3 {
+            let done = self
+                .db
+                .conn
+                .execute_raw(self.db.statement(
+                    &format!(
+                        "INSERT INTO quarantine ({COLUMNS}, raw_digest) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                      ON CONFLICT (source_id, raw_digest) WHERE resolved_at IS NULL DO NOTHING"
-                ),
-                vec![
-                    message.id.to_string().into(),
-                    message.source.as_str().into(),
-                    message.format.as_str().into(),
-                    micros(message.received_at).into(),
-                    message.reference.clone().into(),
-                    message.raw.clone().into(),
-                    message.reason.clone().into(),
-                    at.into(),
-                    by.into(),
-                    outcome.into(),
-                    corrected.into(),
-                    subjects_text(&message.subjects).into(),
-                    digest.clone().into(),
-                ],
-            ))
-            .await
-            .map_err(unexpected)?;
-        if done.rows_affected() == 1 {
-            return Ok(message.id);
-        }
-        // The same bytes are already open for this source: that entry holds them.
-        let open = self
-            .db
-            .rows(
-                "SELECT id FROM quarantine \
+                    ),
+                    vec![
+                        message.id.to_string().into(),
+                        message.source.as_str().into(),
+                        message.format.as_str().into(),
+                        micros(message.received_at).into(),
+                        message.reference.clone().into(),
+                        message.raw.clone().into(),
+                        message.reason.clone().into(),
+                        at.into(),
+                        by.clone().into(),
+                        outcome.clone().into(),
+                        corrected.clone().into(),
+                        subjects_text(&message.subjects).into(),
+                        digest.clone().into(),
+                    ],
+                ))
+                .await
+                .map_err(unexpected)?;
+            if done.rows_affected() == 1 {
+                return Ok(message.id);
+            }
+            // The same bytes are already open for this source: that entry holds them.
+            let open = self
+                .db
+                .rows(
+                    "SELECT id FROM quarantine \
                  WHERE source_id = $1 AND raw_digest = $2 AND resolved_at IS NULL",
-                vec![message.source.as_str().into(), digest.into()],
-                |row| Uuid::parse_str(&col::<String>(row, 0)?).map_err(unexpected),
-            )
-            .await?;
-        open.into_iter().next().ok_or(RepoError::Conflict)
+                    vec![message.source.as_str().into(), digest.clone().into()],
+                    |row| Uuid::parse_str(&col::<String>(row, 0)?).map_err(unexpected),
+                )
+                .await?;
+            if let Some(id) = open.into_iter().next() {
+                return Ok(id);
+            }
+            // That entry was resolved between the two statements: insert again.
+        }
+        Err(RepoError::Conflict)
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<QuarantinedMessage>, RepoError> {
