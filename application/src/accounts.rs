@@ -467,6 +467,24 @@ impl Accounts {
         .await
     }
 
+    /// Records a connection refused because the feed account configured for its channel
+    /// may not submit (unknown, disabled, not a feed account).
+    pub async fn record_feed_account_refused(
+        &self,
+        user: &UserId,
+        client: IpAddr,
+        why: &str,
+    ) -> Result<(), RepoError> {
+        let detail: String = why.chars().take(200).collect();
+        self.log(
+            SecurityEventKind::FeedAccountRefused,
+            Some(user.clone()),
+            client,
+            Some(detail),
+        )
+        .await
+    }
+
     /// Records a sign-in refused by the rate limit.
     pub async fn record_rate_limited(
         &self,

@@ -573,6 +573,9 @@ named_enum!(
         NetworkRefused => "network_refused",
         /// A request was refused by the sign-in rate limit.
         RateLimited => "rate_limited",
+        /// A feed channel configured for an account (MLLP) refused it: the account is
+        /// unknown, disabled or not a feed account.
+        FeedAccountRefused => "feed_account_refused",
     }
 );
 

@@ -154,10 +154,7 @@ async fn connection(
             "address outside the allow-list".into(),
         ));
     }
-    let actor = accounts
-        .feed_actor(&settings.account, client)
-        .await
-        .map_err(|e| ConnectionError::Refused(format!("feed account: {e}")))?;
+    let actor = feed_actor(&accounts, settings, client).await?;
     let Some(source) = actor.feed_source.clone() else {
         return Err(ConnectionError::Refused(format!(
             "account {} is not a feed account",
@@ -178,10 +175,7 @@ async fn connection(
                 Next::Frame(frame) => {
                     partial_since = None;
                     if checked.elapsed() >= settings.recheck_account {
-                        accounts
-                            .feed_actor(&settings.account, client)
-                            .await
-                            .map_err(|e| ConnectionError::Refused(format!("feed account: {e}")))?;
+                        feed_actor(&accounts, settings, client).await?;
                         checked = tokio::time::Instant::now();
                     }
                     let reply =
@@ -241,6 +235,28 @@ async fn connection(
                 }
             }
             Ok(Err(e)) => return Err(e.into()),
+        }
+    }
+}
+
+/// The configured feed account as an actor, or the refusal — recorded in the security
+/// log, since a feed that stops is something the System Manager must see.
+async fn feed_actor(
+    accounts: &Accounts,
+    settings: &MllpSettings,
+    client: IpAddr,
+) -> Result<care_kernel::Actor, ConnectionError> {
+    match accounts.feed_actor(&settings.account, client).await {
+        Ok(actor) => Ok(actor),
+        Err(e) => {
+            let why = format!("mllp: {e}");
+            if let Err(log) = accounts
+                .record_feed_account_refused(&settings.account, client, &why)
+                .await
+            {
+                tracing::error!(target: "feeds", error = %log, "could not record a feed account refusal");
+            }
+            Err(ConnectionError::Refused(format!("feed account: {e}")))
         }
     }
 }

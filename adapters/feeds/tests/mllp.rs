@@ -150,6 +150,13 @@ async fn a_disabled_account_stops_the_feed() {
         "",
         "the next message is not taken once the account is disabled"
     );
+    let events = accounts.security_events(&sm, 20).await.unwrap();
+    assert!(
+        events.value.iter().any(|e| e.kind
+            == care_application::SecurityEventKind::FeedAccountRefused
+            && e.user.as_ref().map(UserId::as_str) == Some("pas")),
+        "the refusal is in the security log"
+    );
 }
 
 #[tokio::test]
