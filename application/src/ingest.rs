@@ -13,7 +13,6 @@ use care_referral::{Referral, ReferralDetails, ReferralError};
 use thiserror::Error;
 
 use async_trait::async_trait;
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::ports::{
@@ -218,8 +217,7 @@ pub struct Rejected {
 }
 
 /// What became of one message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageResult {
     /// It changed the record.
     Applied,
@@ -245,19 +243,18 @@ impl From<UpdateOutcome> for MessageResult {
 }
 
 /// One message of a submission and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageReport {
     /// Its position in the submission, from 0.
     pub index: usize,
     /// What names it to its sender (HL7 MSH-10, a FHIR resource id, a CSV line).
     pub reference: Option<String>,
     /// What happened.
-    #[serde(flatten)]
     pub outcome: MessageResult,
 }
 
 /// What became of a submission's messages.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FeedReport {
     /// Each message, in order.
     pub messages: Vec<MessageReport>,
@@ -319,10 +316,9 @@ impl FeedSession {
     }
 
     /// Applies one message's statements in order and counts the message (no statements:
-    /// unchanged). An error names
-    /// what was wrong, fit for [`FeedSession::quarantine`]; statements before the failing
-    /// one stay applied (each is idempotent, so applying the message again after a fix
-    /// is safe).
+    /// unchanged). An error names what was wrong, fit for [`FeedSession::quarantine`];
+    /// statements before the failing one stay applied (each is idempotent, so applying
+    /// the message again after a fix is safe).
     pub async fn apply(&self, commands: &[IngestCommand]) -> Result<UpdateOutcome, IngestError> {
         let outcome = self.services.apply_commands(&self.source, commands).await?;
         self.services
@@ -412,14 +408,14 @@ impl Services {
             .ok_or_else(|| IngestError::UnknownSource(source.clone()))
     }
 
-    /// Applies a message's statements for an authorised source, combining outcomes.
+    /// Applies a message's statements for an authorised source, combining outcomes. A
+    /// message that states nothing this record keeps (a discharge without a death) is
+    /// read and changes nothing.
     pub(crate) async fn apply_commands(
         &self,
         source: &Source,
         commands: &[IngestCommand],
     ) -> Result<UpdateOutcome, IngestError> {
-        // A message that states nothing this record keeps (a discharge without a death)
-        // is read and changes nothing.
         for command in commands {
             Self::check_local_ids(source, command.identities())?;
         }
@@ -616,16 +612,15 @@ impl Services {
         for _ in 0..WRITE_ATTEMPTS {
             // The survivor is the record this source knows by the survivor's own id; its
             // NHS number may still sit on the retired record, and moves over with it.
-            let mut keep = match survivor.local_id() {
-                Some(local) => match self
-                    .ports
-                    .people
-                    .find_by_identifier(&Identifier::Local(local.clone()))
-                    .await?
-                {
-                    Some(p) => p,
-                    None => self.resolve_person(survivor).await?,
-                },
+            let by_own_id = match survivor.local_id() {
+                Some(local) => {
+                    let own = Identifier::Local(local.clone());
+                    self.ports.people.find_by_identifier(&own).await?
+                }
+                None => None,
+            };
+            let mut keep = match by_own_id {
+                Some(p) => p,
                 None => self.resolve_person(survivor).await?,
             };
             let gone = self.ports.people.find_by_identifier(&retired_key).await?;
@@ -638,15 +633,10 @@ impl Services {
                     for identifier in survivor.identifiers() {
                         outcome = combine(outcome, keep.add_identifier(identifier)?);
                     }
-                    if outcome == UpdateOutcome::Applied {
-                        match self.ports.people.save(&keep).await {
-                            Ok(_) => {}
-                            Err(RepoError::Conflict) => continue,
-                            Err(RepoError::IdentifierTaken(what)) => {
-                                return Err(held_elsewhere(&what));
-                            }
-                            Err(other) => return Err(other.into()),
-                        }
+                    if outcome == UpdateOutcome::Applied
+                        && merge_write(self.ports.people.save(&keep).await)?.is_none()
+                    {
+                        continue;
                     }
                     let retired_ids: Vec<PersonId> = keep.merged_from().copied().collect();
                     let mut moved = 0;
@@ -665,11 +655,8 @@ impl Services {
                         keep.add_identifier(identifier)?;
                     }
                     keep.absorb(&mut gone)?;
-                    match self.ports.people.save_merge(&keep, &gone).await {
-                        Ok(()) => {}
-                        Err(RepoError::Conflict) => continue,
-                        Err(RepoError::IdentifierTaken(what)) => return Err(held_elsewhere(&what)),
-                        Err(other) => return Err(other.into()),
+                    if merge_write(self.ports.people.save_merge(&keep, &gone).await)?.is_none() {
+                        continue;
                     }
                     self.ports
                         .referrals
@@ -688,15 +675,10 @@ impl Services {
                     for identifier in survivor.identifiers().chain(retired.identifiers()) {
                         outcome = combine(outcome, keep.add_identifier(identifier)?);
                     }
-                    if outcome == UpdateOutcome::Applied || keep.version() == 0 {
-                        match self.ports.people.save(&keep).await {
-                            Ok(_) => {}
-                            Err(RepoError::Conflict) => continue,
-                            Err(RepoError::IdentifierTaken(what)) => {
-                                return Err(held_elsewhere(&what));
-                            }
-                            Err(other) => return Err(other.into()),
-                        }
+                    if (outcome == UpdateOutcome::Applied || keep.version() == 0)
+                        && merge_write(self.ports.people.save(&keep).await)?.is_none()
+                    {
+                        continue;
                     }
                     outcome
                 }
@@ -987,12 +969,18 @@ impl ItemStore<Referral> for dyn ReferralRepository {
     }
 }
 
-/// A merge names an identifier that a third record holds: only another merge can join
-/// them, so retrying is pointless.
-fn held_elsewhere(what: &str) -> IngestError {
-    IngestError::Conflict(format!(
-        "the survivor's {what} belongs to another record; a merge of that record is needed first"
-    ))
+/// What a merge's write came to: `Some` when stored, `None` when another writer got
+/// there first (retry). An identifier a third record holds is a conflict: only another
+/// merge can join them, so retrying is pointless.
+fn merge_write<T>(result: Result<T, RepoError>) -> Result<Option<T>, IngestError> {
+    match result {
+        Ok(stored) => Ok(Some(stored)),
+        Err(RepoError::Conflict) => Ok(None),
+        Err(RepoError::IdentifierTaken(what)) => Err(IngestError::Conflict(format!(
+            "the survivor's {what} belongs to another record; a merge of that record is needed first"
+        ))),
+        Err(other) => Err(other.into()),
+    }
 }
 
 fn apply_death(

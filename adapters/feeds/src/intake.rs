@@ -133,16 +133,24 @@ impl Intake {
         index: usize,
         raw: &[u8],
     ) -> Result<MessageReport, IngestError> {
-        let text = match care_hl7::decode(raw) {
-            Ok(text) => text,
+        match care_hl7::decode(raw) {
+            Ok(text) => self.hl7_text(index, &text, raw).await,
             Err(e) => {
-                return self
-                    .quarantine(index, FeedFormat::Hl7v2, None, raw, e.to_string())
-                    .await;
+                self.quarantine(index, FeedFormat::Hl7v2, None, raw, e.to_string())
+                    .await
             }
-        };
-        let reference = care_hl7::best_effort_control_id(&text).map(str::to_owned);
-        let mapped = match Message::parse(&text) {
+        }
+    }
+
+    /// One HL7 v2 message already decoded (`raw` is what is kept if it is quarantined).
+    async fn hl7_text(
+        &self,
+        index: usize,
+        text: &str,
+        raw: &[u8],
+    ) -> Result<MessageReport, IngestError> {
+        let reference = care_hl7::best_effort_control_id(text).map(str::to_owned);
+        let mapped = match Message::parse(text) {
             Ok(message) => {
                 hl7::map_message(&message, &self.session.source().id).map_err(|e| e.to_string())
             }
@@ -189,7 +197,7 @@ impl Intake {
             let raw = with_terminator(&text, message);
             report
                 .messages
-                .push(self.hl7_message(index, raw.as_bytes()).await?);
+                .push(self.hl7_text(index, message, raw.as_bytes()).await?);
         }
         Ok(report)
     }
@@ -241,27 +249,26 @@ pub fn subjects_in(format: FeedFormat, raw: &[u8], source: &SourceId) -> Vec<Ide
                 while let Some(value) = stack.pop() {
                     match value {
                         serde_json::Value::Object(map) => {
-                            if map.get("resourceType").and_then(|v| v.as_str()) == Some("Patient")
-                                && let Some(id) = map.get("id").and_then(|v| v.as_str())
-                                && let Some(id) = local(id)
-                            {
-                                push(id);
+                            // A Patient may be known by its id or any of its identifiers.
+                            if map.get("resourceType").and_then(|v| v.as_str()) == Some("Patient") {
+                                let id = map.get("id").and_then(|v| v.as_str());
+                                let values = map
+                                    .get("identifier")
+                                    .and_then(|v| v.as_array())
+                                    .into_iter()
+                                    .flatten()
+                                    .filter_map(|i| i.get("value")?.as_str());
+                                for value in id.into_iter().chain(values) {
+                                    if let Some(id) = local(value) {
+                                        push(id);
+                                    }
+                                }
                             }
                             if let Some(reference) = map.get("reference").and_then(|v| v.as_str())
                                 && let Some((_, tail)) = reference.rsplit_once("Patient/")
                                 && let Some(id) = local(tail.split('/').next().unwrap_or(tail))
                             {
                                 push(id);
-                            }
-                            // A Patient may be known by any of its identifiers' values.
-                            if map.get("resourceType").and_then(|v| v.as_str()) == Some("Patient")
-                                && let Some(ids) = map.get("identifier").and_then(|v| v.as_array())
-                            {
-                                for value in ids.iter().filter_map(|i| i.get("value")?.as_str()) {
-                                    if let Some(id) = local(value) {
-                                        push(id);
-                                    }
-                                }
                             }
                             stack.extend(map.values());
                         }
