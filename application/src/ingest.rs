@@ -8,7 +8,9 @@ use care_kernel::{
     Action, Actor, AlertId, Date, DenyReason, InvalidValue, PersonId, ReferralId, Source, SourceId,
     Timestamp, UpdateOutcome,
 };
-use care_person::{Demographics, Identifier, LocalId, NhsNumber, Person, PersonError};
+use care_person::{
+    DemographicFields, Demographics, Identifier, LocalId, NhsNumber, Person, PersonError,
+};
 use care_referral::{Referral, ReferralDetails, ReferralError};
 use thiserror::Error;
 
@@ -139,10 +141,11 @@ pub enum IngestCommand {
         demographics: Demographics,
         /// What it says about death.
         death: DeathStatement,
-        /// How to read a field the statement leaves empty: `true` (HL7 v2, where an
-        /// empty field means "not sent") keeps what this source said before; `false`
-        /// (a whole FHIR resource) means the source no longer states it.
-        partial: bool,
+        /// How to read a field the statement leaves empty. `None` (a whole FHIR
+        /// resource): the source no longer states it. `Some(cleared)` (HL7 v2, where an
+        /// empty field means "not sent"): it keeps what this source said before, except
+        /// the fields in `cleared`, which the message nulled (`""`).
+        partial: Option<DemographicFields>,
     },
     /// A source's statement about death alone.
     Death {
@@ -443,7 +446,7 @@ impl Services {
                 let (_, outcome) = self
                     .write_person(identity, |person| {
                         let mut stated = demographics.clone();
-                        if *partial {
+                        if let Some(cleared) = partial {
                             // Fields not sent keep this source's earlier statement (only
                             // for a newer message: an older one is stale anyway).
                             if let Some(held) = person
@@ -451,7 +454,7 @@ impl Services {
                                 .find(|r| r.source.id == source.id)
                                 .filter(|r| r.source_time < *source_time)
                             {
-                                stated.fill_from(&held.demographics);
+                                stated.fill_from(&held.demographics, *cleared);
                             }
                         }
                         let shown =
@@ -703,7 +706,7 @@ impl Services {
             source_time,
             demographics,
             death,
-            partial: false,
+            partial: None,
         };
         self.ingest(actor, source, &[command]).await
     }

@@ -664,7 +664,7 @@ fn patient(
         source_time: at.instant(),
         demographics,
         death: death(patient)?,
-        partial: false,
+        partial: None,
     })
 }
 
@@ -1615,7 +1615,10 @@ mod tests {
         else {
             panic!("not demographics");
         };
-        assert!(!partial, "a FHIR Patient states its whole demographics");
+        assert!(
+            partial.is_none(),
+            "a FHIR Patient states its whole demographics"
+        );
         assert_eq!(identity.nhs_number().unwrap().digits(), "9434765919");
         assert_eq!(identity.local_id().unwrap().value(), "p1");
         assert_eq!(source_time.to_rfc3339(), "2026-03-01T09:00:00+00:00");

@@ -25,7 +25,8 @@ use care_application::{DeathStatement, IngestCommand, PersonIdentity};
 use care_hl7::{Message, Repetition, Segment};
 use care_kernel::{Date, SourceId, Timestamp};
 use care_person::{
-    Address, Demographics, Gender, GpPractice, LocalId, NhsNumber, PersonName, Postcode,
+    Address, DemographicFields, Demographics, Gender, GpPractice, LocalId, NhsNumber, PersonName,
+    Postcode,
 };
 use care_referral::{ReferralDetails, ReferralSource, ReferralStatus};
 
@@ -111,7 +112,7 @@ pub fn map_message(
 }
 
 /// Whom PID names, and what it states about them (HL7 fields are partial: an empty one
-/// is "not sent").
+/// is "not sent", and `""` clears what this source said before).
 fn patient(
     message: &Message<'_>,
     source: &SourceId,
@@ -119,12 +120,13 @@ fn patient(
 ) -> Result<(PersonIdentity, IngestCommand), MapError> {
     let pid = required_segment(message, "PID")?;
     let identity = identity(&pid, 3, "PID-3", source)?;
+    let (demographics, cleared) = demographics(message, &pid)?;
     let stated = IngestCommand::Demographics {
         identity: identity.clone(),
         source_time: at,
-        demographics: demographics(message, &pid)?,
+        demographics,
         death: death(&pid)?,
-        partial: true,
+        partial: Some(cleared),
     };
     Ok((identity, stated))
 }
@@ -211,9 +213,21 @@ fn identity(
     })
 }
 
-fn demographics(message: &Message<'_>, pid: &Segment<'_>) -> Result<Demographics, MapError> {
+/// What PID (and PD1) state, and which fields they clear with `""`.
+fn demographics(
+    message: &Message<'_>,
+    pid: &Segment<'_>,
+) -> Result<(Demographics, DemographicFields), MapError> {
+    let pd1 = message.segment("PD1");
+    let cleared = DemographicFields {
+        name: pid.field(5).is_null(),
+        birth_date: pid.field(7).is_null(),
+        gender: pid.field(8).is_null(),
+        address: pid.field(11).is_null(),
+        registered_gp: pd1.as_ref().is_some_and(|pd1| pd1.field(3).is_null()),
+    };
     let name_field = pid.field(5);
-    let name = if name_field.is_empty() {
+    let name = if name_field.is_empty() || cleared.name {
         None
     } else {
         let xpn = name_field.repetition(0);
@@ -239,17 +253,18 @@ fn demographics(message: &Message<'_>, pid: &Segment<'_>) -> Result<Demographics
         }
     };
     let address = address(&pid.field(11).repetition(0))?;
-    let registered_gp = match message.segment("PD1") {
+    let registered_gp = match pd1 {
         Some(pd1) if !pd1.field(3).is_empty() => practice(&pd1.field(3).repetition(0))?,
         _ => None,
     };
-    Ok(Demographics {
+    let stated = Demographics {
         name,
         birth_date,
         gender,
         address,
         registered_gp,
-    })
+    };
+    Ok((stated, cleared))
 }
 
 /// An XAD address: street lines, other designation, city, county; the zip/postal code

@@ -329,6 +329,36 @@ async fn a_message_that_sends_only_identifiers_keeps_what_the_source_said_before
 }
 
 #[tokio::test]
+async fn an_explicit_null_clears_what_the_source_said_before() {
+    let world = World::new().await;
+    send(
+        &world,
+        &adt("A08", "m1", "20260101090000", "L1", "Smith", ""),
+    )
+    .await;
+    // `""` in PID-11 (address) and PID-8 (sex): "delete the value you hold"; PID-5 and
+    // PID-7 are empty: "not sent", kept.
+    let nulls = "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260102090000||ADT^A08|m2|P|2.4\r\
+                 EVN|A08|20260102090000\r\
+                 PID|1||L1^^^RDZ^MR|||||\"\"|||\"\"\r";
+    assert_eq!(send(&world, nulls).await.counts(), (1, 0, 0));
+    let shown = person(&world, "L1").await.resolved();
+    assert!(shown.address.is_none(), "the address was nulled: cleared");
+    assert!(shown.gender.is_none(), "the sex was nulled: cleared");
+    assert_eq!(shown.name.unwrap().value.family(), "Smith", "not sent: kept");
+    assert!(shown.birth_date.is_some(), "not sent: kept");
+
+    // A null name is not an unreadable name: the message applies and clears it.
+    let no_name = "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260103090000||ADT^A08|m3|P|2.4\r\
+                   EVN|A08|20260103090000\r\
+                   PID|1||L1^^^RDZ^MR||\"\"\r";
+    assert_eq!(send(&world, no_name).await.counts(), (1, 0, 0));
+    let shown = person(&world, "L1").await.resolved();
+    assert!(shown.name.is_none(), "the name was nulled: cleared");
+    assert!(shown.birth_date.is_some(), "still kept");
+}
+
+#[tokio::test]
 async fn a_non_ascii_time_is_quarantined_not_a_panic() {
     let world = World::new().await;
     let report = send(&world, &adt("A01", "m1", "2016010é1", "L1", "Smith", "")).await;

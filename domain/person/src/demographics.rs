@@ -269,23 +269,39 @@ pub struct Demographics {
     pub registered_gp: Option<GpPractice>,
 }
 
+/// A set of demographic fields: those a partial statement explicitly clears (HL7 v2's
+/// `""`, "delete the value you hold"), as opposed to those it leaves unsent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DemographicFields {
+    /// The name.
+    pub name: bool,
+    /// The date of birth.
+    pub birth_date: bool,
+    /// The gender.
+    pub gender: bool,
+    /// The address.
+    pub address: bool,
+    /// The registered GP practice.
+    pub registered_gp: bool,
+}
+
 impl Demographics {
     /// Fills the fields this statement leaves empty from an earlier one (a source whose
-    /// messages send only what changed).
-    pub fn fill_from(&mut self, earlier: &Demographics) {
-        if self.name.is_none() {
+    /// messages send only what changed), except those it `cleared`, which stay empty.
+    pub fn fill_from(&mut self, earlier: &Demographics, cleared: DemographicFields) {
+        if self.name.is_none() && !cleared.name {
             self.name.clone_from(&earlier.name);
         }
-        if self.birth_date.is_none() {
+        if self.birth_date.is_none() && !cleared.birth_date {
             self.birth_date = earlier.birth_date;
         }
-        if self.gender.is_none() {
+        if self.gender.is_none() && !cleared.gender {
             self.gender = earlier.gender;
         }
-        if self.address.is_none() {
+        if self.address.is_none() && !cleared.address {
             self.address.clone_from(&earlier.address);
         }
-        if self.registered_gp.is_none() {
+        if self.registered_gp.is_none() && !cleared.registered_gp {
             self.registered_gp.clone_from(&earlier.registered_gp);
         }
     }
@@ -371,6 +387,27 @@ impl ResolvedDemographics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_statement_keeps_unsent_fields_but_not_cleared_ones() {
+        let earlier = Demographics {
+            name: Some(PersonName::new("Smith", "Sam").unwrap()),
+            gender: Some(Gender::Female),
+            address: Some(Address::new(vec!["1 High St".into()], None).unwrap()),
+            ..Demographics::default()
+        };
+        let mut now = Demographics::default();
+        now.fill_from(
+            &earlier,
+            DemographicFields {
+                address: true,
+                ..DemographicFields::default()
+            },
+        );
+        assert_eq!(now.name, earlier.name, "not sent: kept");
+        assert_eq!(now.gender, earlier.gender, "not sent: kept");
+        assert_eq!(now.address, None, "cleared: stays empty");
+    }
 
     #[test]
     fn postcodes_are_normalised_and_validated() {

@@ -6,8 +6,8 @@ mod nhs_number;
 mod person;
 
 pub use demographics::{
-    Address, Demographics, Gender, GpPractice, NameKey, PersonName, Postcode, ResolvedDemographics,
-    SourceRecord, Sourced,
+    Address, DemographicFields, Demographics, Gender, GpPractice, NameKey, PersonName, Postcode,
+    ResolvedDemographics, SourceRecord, Sourced,
 };
 pub use nhs_number::NhsNumber;
 pub use person::{
