@@ -345,7 +345,11 @@ async fn an_explicit_null_clears_what_the_source_said_before() {
     let shown = person(&world, "L1").await.resolved();
     assert!(shown.address.is_none(), "the address was nulled: cleared");
     assert!(shown.gender.is_none(), "the sex was nulled: cleared");
-    assert_eq!(shown.name.unwrap().value.family(), "Smith", "not sent: kept");
+    assert_eq!(
+        shown.name.unwrap().value.family(),
+        "Smith",
+        "not sent: kept"
+    );
     assert!(shown.birth_date.is_some(), "not sent: kept");
 
     // A null name is not an unreadable name: the message applies and clears it.

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use care_alert::Alert;
-use care_application::{Ports, SourceInfo};
+use care_application::{Ports, SourceInfo, SourceRegistry};
 use care_consent::Consent;
 use care_kernel::{InvalidValue, Source, SourceId, SourceKind, Timestamp, UpdateOutcome};
 use care_person::Person;
@@ -174,23 +174,13 @@ pub async fn load(
             .await
             .with_context(|| format!("registering source {}", info.source.id))?;
     }
-    let mut latest: Vec<Option<Timestamp>> = vec![None; sources.len()];
-    let mut note = |source: &SourceId, at: Timestamp| {
-        if let Some(i) = sources.iter().position(|s| s.source.id == *source) {
-            latest[i] = Some(latest[i].map_or(at, |held| held.max(at)));
-        }
-    };
+    let mut latest = LatestStatements::default();
     let mut summary = LoadSummary {
         sources: sources.len(),
         ..LoadSummary::default()
     };
     for p in people {
-        for record in p.person.source_records() {
-            note(&record.source.id, record.source_time);
-        }
-        if let Some(death) = p.person.death() {
-            note(&death.source.id, death.source_time);
-        }
+        latest.note(&p);
         ports
             .people
             .save(&p.person)
@@ -198,7 +188,6 @@ pub async fn load(
             .with_context(|| format!("saving synthetic person {}", p.index))?;
         summary.people += 1;
         for alert in &p.alerts {
-            note(&alert.source().id, alert.source_time());
             ports
                 .alerts
                 .save(alert)
@@ -207,7 +196,6 @@ pub async fn load(
             summary.alerts += 1;
         }
         for referral in &p.referrals {
-            note(&referral.source().id, referral.source_time());
             ports
                 .referrals
                 .save(referral)
@@ -224,15 +212,53 @@ pub async fn load(
             summary.consents += 1;
         }
     }
-    for (info, at) in sources.iter().zip(latest) {
-        if let Some(at) = at {
-            ports
-                .sources
-                .record_activity(&info.source.id, at, UpdateOutcome::Applied.into())
-                .await?;
+    latest.record(ports).await?;
+    Ok(summary)
+}
+
+/// The latest source time each source stated in a dataset, so that a seeded record
+/// shows how fresh each source's data is rather than every source as silent.
+#[derive(Debug, Default, Clone)]
+pub struct LatestStatements {
+    latest: std::collections::BTreeMap<SourceId, Timestamp>,
+}
+
+impl LatestStatements {
+    /// Notes what one person's statements say (demographics, death, alerts, referrals).
+    pub fn note(&mut self, p: &SyntheticPerson) {
+        let mut note = |source: &SourceId, at: Timestamp| {
+            let held = self.latest.entry(source.clone()).or_insert(at);
+            *held = (*held).max(at);
+        };
+        for record in p.person.source_records() {
+            note(&record.source.id, record.source_time);
+        }
+        if let Some(death) = p.person.death() {
+            note(&death.source.id, death.source_time);
+        }
+        for alert in &p.alerts {
+            note(&alert.source().id, alert.source_time());
+        }
+        for referral in &p.referrals {
+            note(&referral.source().id, referral.source_time());
         }
     }
-    Ok(summary)
+
+    /// Notes each source as having sent one batch at its latest source time.
+    pub async fn record(&self, ports: &Ports) -> anyhow::Result<()> {
+        self.record_with(ports.sources.as_ref()).await
+    }
+
+    /// [`LatestStatements::record`] on a source registry alone.
+    pub async fn record_with(&self, sources: &dyn SourceRegistry) -> anyhow::Result<()> {
+        for (source, at) in &self.latest {
+            sources
+                .record_activity(source, *at, UpdateOutcome::Applied.into())
+                .await
+                .with_context(|| format!("noting the freshness of source {source}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes people `0..people` of the dataset `(seed, now)` as JSON lines, one

@@ -362,11 +362,13 @@ pub(crate) async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> a
         tokio::sync::mpsc::channel::<anyhow::Result<(u64, u64, usize, usize, PreparedImport)>>(2);
     let writer_db = db.clone();
     let producer = tokio::task::spawn_blocking(move || {
+        let mut latest = care_synthetic::LatestStatements::default();
         let mut next = 0;
         while next < people {
             let end = (next + batch).min(people);
             let mut import = ImportBatch::default();
             for p in generator.people_range(next..end) {
+                latest.note(&p);
                 import.people.push(p.person);
                 import.alerts.extend(p.alerts);
                 import.referrals.extend(p.referrals);
@@ -382,6 +384,7 @@ pub(crate) async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> a
             }
             next = end;
         }
+        latest
     });
     let (mut alerts, mut referrals) = (0usize, 0usize);
     while let Some(prepared) = rx.recv().await {
@@ -393,10 +396,11 @@ pub(crate) async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> a
             .with_context(|| format!("writing people {from}..{to}"))?;
         bar.inc(to - from);
     }
-    producer.await?;
+    let latest = producer.await?;
     bar.finish();
     let loaded = started.elapsed();
     db.build_indexes().await?;
+    latest.record_with(&registry).await?;
     drop(db);
     open(url).await?.checkpoint().await?;
     eprintln!(

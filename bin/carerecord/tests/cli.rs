@@ -49,6 +49,22 @@ async fn verify_audit_names_the_first_event_edited_directly_in_the_database() {
         "{}",
         text(&seeded)
     );
+    // Each source is noted as having sent the seeded data, at its latest statement.
+    {
+        let db = Database::connect(&url).await.unwrap();
+        let silent = db
+            .connection()
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.connection().get_database_backend(),
+                "SELECT count(*) AS n FROM sources WHERE last_message_at IS NULL OR applied = 0",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(silent, 0, "a seeded source shows as silent");
+    }
     let again = carerecord(&url, &["seed", "--people", "10", "--seed", "5"]);
     assert!(
         !again.status.success(),
