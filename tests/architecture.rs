@@ -146,9 +146,18 @@ fn the_application_depends_on_the_domain_and_no_adapter() {
 }
 
 #[test]
+fn the_portal_knows_nothing_of_the_record_but_its_public_api() {
+    // The web portal is a client of `/api/v1`: it reaches no crate of ours, so it cannot
+    // take a back door into the application.
+    let reached = closure(dependency_graph(), "care-web");
+    let ours: Vec<_> = reached.iter().filter(|d| d.starts_with("care-")).collect();
+    assert!(ours.is_empty(), "the portal depends on {ours:?}");
+}
+
+#[test]
 fn adapters_do_not_depend_on_each_other_or_on_the_binary() {
     let graph = dependency_graph();
-    const ADAPTERS: [&str; 9] = [
+    const ADAPTERS: [&str; 10] = [
         "care-in-memory",
         "care-policy",
         "care-persistence",
@@ -158,6 +167,7 @@ fn adapters_do_not_depend_on_each_other_or_on_the_binary() {
         "care-telemetry",
         "care-hl7",
         "care-feeds",
+        "care-web",
     ];
     // The one exception: the HL7 v2 parser is the feeds adapter's own library (pure,
     // no I/O), split out so that it is tested and benchmarked on its own.

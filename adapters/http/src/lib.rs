@@ -142,16 +142,36 @@ pub fn openapi_json(state: &Arc<AppState>) -> String {
     openapi(state).spec()
 }
 
-/// The whole HTTP application.
-pub fn app(state: Arc<AppState>) -> impl Endpoint + use<> {
+/// A front end served beside the API, behind the same allow-list and headers: the
+/// professionals' portal. It is a client of `/api/v1` like any other; the binary wires
+/// it in (adapters do not depend on each other).
+pub struct FrontEnd {
+    /// The route template of a path the front end serves (for metrics), or `None` for a
+    /// path that is the API's.
+    pub route: fn(&str) -> Option<&'static str>,
+    /// Serves those paths.
+    pub endpoint: poem::endpoint::BoxEndpoint<'static, poem::Response>,
+}
+
+impl std::fmt::Debug for FrontEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrontEnd").finish_non_exhaustive()
+    }
+}
+
+/// The whole HTTP application: the API, its documentation and, when given, the front
+/// end.
+pub fn app(state: Arc<AppState>, front_end: Option<FrontEnd>) -> impl Endpoint + use<> {
     let service = openapi(&state);
-    let routes = Arc::new(network::Routes::from_spec(&service.spec()));
+    let front_route = front_end.as_ref().map(|f| f.route);
+    let routes = Arc::new(network::Routes::from_spec(&service.spec()).with_front_end(front_route));
     let spec = service.spec_endpoint();
     let ui = service.swagger_ui();
-    Route::new()
+    let api = Route::new()
         .nest("/", service)
         .at("/openapi.json", spec)
-        .nest("/docs", ui)
+        .nest("/docs", ui);
+    network::Split { api, front_end }
         .with(network::Guard {
             state: state.clone(),
         })

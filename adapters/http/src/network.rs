@@ -261,6 +261,7 @@ static FEED_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8
 #[derive(Debug, Default)]
 pub(crate) struct Routes {
     templates: Vec<(String, Vec<String>)>,
+    front_end: Option<fn(&str) -> Option<&'static str>>,
 }
 
 impl Routes {
@@ -280,11 +281,24 @@ impl Routes {
                     (t, segments)
                 })
                 .collect(),
+            front_end: None,
         }
+    }
+
+    /// Also names the front end's paths.
+    pub(crate) fn with_front_end(
+        mut self,
+        route: Option<fn(&str) -> Option<&'static str>>,
+    ) -> Self {
+        self.front_end = route;
+        self
     }
 
     /// The template a path matches (`{x}` matches any one segment), or `unmatched`.
     pub(crate) fn template(&self, path: &str) -> &str {
+        if let Some(route) = self.front_end.and_then(|f| f(path)) {
+            return route;
+        }
         let path = path.trim_end_matches('/');
         let segments: Vec<&str> = path.split('/').collect();
         self.templates
@@ -296,6 +310,25 @@ impl Routes {
                     })
             })
             .map_or("unmatched", |(t, _)| t.as_str())
+    }
+}
+
+/// Sends the front end's paths to the front end and everything else to the API.
+pub(crate) struct Split<A> {
+    pub(crate) api: A,
+    pub(crate) front_end: Option<crate::FrontEnd>,
+}
+
+impl<A: Endpoint> Endpoint for Split<A> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Self::Output> {
+        match &self.front_end {
+            Some(front) if (front.route)(req.uri().path()).is_some() => {
+                front.endpoint.call(req).await
+            }
+            _ => self.api.call(req).await.map(IntoResponse::into_response),
+        }
     }
 }
 
@@ -425,6 +458,11 @@ mod tests {
         assert_eq!(r.template("/docs"), "/docs");
         assert_eq!(r.template("/wp-admin/install.php"), "unmatched");
         assert_eq!(r.template("/api/v1/people//referrals"), "unmatched");
+        let front: fn(&str) -> Option<&'static str> =
+            |p| p.starts_with("/ui/").then_some("/ui/{file}");
+        let r = Routes::from_spec(spec).with_front_end(Some(front));
+        assert_eq!(r.template("/ui/app.js"), "/ui/{file}");
+        assert_eq!(r.template("/health"), "/health");
     }
 
     #[test]

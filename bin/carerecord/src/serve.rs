@@ -308,7 +308,11 @@ pub async fn serve(
         readiness: Arc::new(DatabaseReadiness(wired.db.clone())),
         feeds: Arc::new(crate::feeds::Feeds),
     });
-    let app = care_http::app(state);
+    let front_end = care_http::FrontEnd {
+        route: care_web::Portal::route,
+        endpoint: poem::EndpointExt::boxed(care_web::Portal),
+    };
+    let app = care_http::app(state, Some(front_end));
     let listener = TcpListener::bind(config.http_addr);
     let (acceptor, scheme) = match &config.tls {
         Some((cert, key)) => {

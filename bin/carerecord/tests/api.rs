@@ -5,95 +5,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use care_access_audit::Outcome;
 use care_application::{AuditLog, Clock, SecurityEventKind};
-use care_consent::ConsentLevel;
 use care_in_memory::SystemClock;
 use care_kernel::{Action, DenyReason, Role};
 use care_persistence::{Database, SqlAuditLog};
-use care_person::VitalStatus;
-use care_synthetic::Generator;
+mod common;
+
+use common::{Cast, PASSWORD, Server, cast, start, test_nhs};
 use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "e2e-Tangerine-Harbour-42";
-const DEMO_SEED: u64 = 7;
-const DEMO_PEOPLE: u64 = 2_000;
 const POSTGRES_URL: &str = "CARE_TEST_POSTGRES_URL";
-
-struct Server {
-    child: Child,
-    base: String,
-    /// The MLLP listener's address, when `CARE_MLLP_ADDR` was set.
-    mllp: Option<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `carerecord <command>` on a random port and waits until it listens.
-fn start(command: &str, url: &str, env: &[(&str, &str)]) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_carerecord"));
-    cmd.arg(command)
-        .env("CARE_DATABASE_URL", url)
-        .env("CARE_HTTP_ADDR", "127.0.0.1:0")
-        .env("CARE_DEMO_PASSWORD", PASSWORD)
-        .env("RUST_LOG", "warn")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("the binary starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        let mut seen = String::new();
-        let mut mllp = None;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent {
-                seen.push_str(&line);
-                seen.push('\n');
-                if let Some(rest) = line.split("MLLP listening on ").nth(1) {
-                    mllp = rest.split_whitespace().next().map(str::to_owned);
-                }
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    tx.send(Ok((addr, mllp.take()))).ok();
-                    sent = true;
-                }
-            }
-        }
-        if !sent {
-            tx.send(Err(seen)).ok();
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(300)) {
-        Ok(Ok((addr, mllp))) => Server {
-            child,
-            base: format!("http://{addr}"),
-            mllp,
-        },
-        Ok(Err(output)) => panic!("carerecord {command} exited before listening:\n{output}"),
-        Err(_) => panic!("carerecord {command} did not listen within 300 s"),
-    }
-}
 
 struct Api {
     http: reqwest::Client,
@@ -193,82 +119,6 @@ fn assert_problem(a: &Answer, status: u16, kind: &str, what: &str) {
         "{what}: expected problem type {kind}, got {}",
         a.text
     );
-}
-
-/// People of the demo dataset worth testing with.
-struct Cast {
-    participating: String,
-    participating_nhs: String,
-    participating_postcode: String,
-    ask_first: String,
-    opted_out: String,
-    opted_out_nhs: String,
-    deceased: String,
-    deceased_nhs: String,
-    long_dead: String,
-    long_dead_nhs: String,
-}
-
-fn cast() -> Cast {
-    let today = SystemClock.now().date_naive();
-    let generator =
-        Generator::new(DEMO_SEED, today.and_time(chrono::NaiveTime::MIN).and_utc()).unwrap();
-    let mut participating = None;
-    let mut ask_first = None;
-    let mut opted_out = None;
-    let mut deceased = None;
-    let mut long_dead = None;
-    for p in generator.people(DEMO_PEOPLE) {
-        let Some(nhs) = p.person.nhs_number().map(|n| n.digits()) else {
-            continue;
-        };
-        let id = p.person.id().to_string();
-        let level = p
-            .consent
-            .as_ref()
-            .map_or(ConsentLevel::Participating, |c| c.level());
-        let postcode = p
-            .person
-            .resolved()
-            .address
-            .and_then(|a| a.value.postcode().map(|p| p.as_str().to_owned()));
-        match (p.person.vital_status(today), level) {
-            (VitalStatus::Alive, ConsentLevel::Participating)
-                if !p.referrals.is_empty() && postcode.is_some() =>
-            {
-                participating.get_or_insert((id, nhs, postcode.unwrap()));
-            }
-            (VitalStatus::Alive, ConsentLevel::AskFirst) => {
-                ask_first.get_or_insert(id);
-            }
-            (VitalStatus::Alive, ConsentLevel::OptedOut) => {
-                opted_out.get_or_insert((id, nhs));
-            }
-            (VitalStatus::Deceased, ConsentLevel::Participating) => {
-                deceased.get_or_insert((id, nhs));
-            }
-            (VitalStatus::DeceasedBeyondRetention, ConsentLevel::Participating) => {
-                long_dead.get_or_insert((id, nhs));
-            }
-            _ => {}
-        }
-    }
-    let (participating, participating_nhs, participating_postcode) = participating.unwrap();
-    let (opted_out, opted_out_nhs) = opted_out.unwrap();
-    let (deceased, deceased_nhs) = deceased.unwrap();
-    let (long_dead, long_dead_nhs) = long_dead.unwrap();
-    Cast {
-        participating,
-        participating_nhs,
-        participating_postcode,
-        ask_first: ask_first.unwrap(),
-        opted_out,
-        opted_out_nhs,
-        deceased,
-        deceased_nhs,
-        long_dead,
-        long_dead_nhs,
-    }
 }
 
 /// SPEC §2 over HTTP: every endpoint against every role.
@@ -1112,6 +962,15 @@ async fn service_endpoints(api: &Api) {
     );
     let docs = api.call(Method::GET, "/docs", None, &[], None).await;
     assert_eq!(docs.status, StatusCode::OK);
+    // The portal, with its strict Content-Security-Policy through every layer.
+    let portal = api.http.get(format!("{}/", api.base)).send().await.unwrap();
+    assert_eq!(portal.status(), StatusCode::OK);
+    assert_eq!(
+        portal.headers()["content-security-policy"],
+        care_web::CONTENT_SECURITY_POLICY
+    );
+    assert_eq!(portal.headers()["cache-control"], "no-store");
+    assert!(portal.text().await.unwrap().contains("/ui/app.js"));
     let metrics = api.call(Method::GET, "/metrics", None, &[], None).await;
     assert!(
         metrics.text.contains("http_requests_total"),
@@ -1238,6 +1097,15 @@ async fn allow_list_refuses_other_networks(url: &str, db: &Database) {
         "/network-not-allowed",
         "read from outside the allow-list",
     );
+    for page in ["/", "/ui/app.js"] {
+        let refused = api.call(Method::GET, page, None, &[], None).await;
+        assert_problem(
+            &refused,
+            403,
+            "/network-not-allowed",
+            "the portal from outside the allow-list",
+        );
+    }
     let health = api.call(Method::GET, "/health", None, &[], None).await;
     assert_eq!(health.status, StatusCode::OK, "liveness stays reachable");
     let (_, _, security) = db.identity_stores();
@@ -1378,14 +1246,6 @@ async fn suite(url: &str) {
     let auditor = api.token("auditor").await;
     let v = api.get("/api/v1/audit/verify", &auditor).await;
     assert_eq!(v.body["valid"], true, "{}", v.text);
-}
-
-/// A valid NHS number from the 999 test range, away from the demo's people.
-fn test_nhs(n: u32) -> String {
-    care_person::NhsNumber::from_first_nine(999_555_000 + n)
-        .or_else(|| care_person::NhsNumber::from_first_nine(999_556_000 + n))
-        .unwrap()
-        .digits()
 }
 
 fn adt(control: &str, time: &str, local: &str, nhs: &str, family: &str) -> String {
