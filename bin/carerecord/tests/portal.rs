@@ -375,6 +375,7 @@ async fn the_portal_in_a_real_browser() {
     let short = start("serve", &url, &[("CARE_SESSION_IDLE_TIMEOUT", "12")]);
     let page = Page::open(&driver, &tools, &short).await;
     inactivity_warns_then_signs_out(&page).await;
+    a_server_that_has_gone_is_said_plainly(&page, short).await;
     page.close().await;
 
     assert!(
@@ -729,4 +730,18 @@ async fn inactivity_warns_then_signs_out(page: &Page) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(!page.shown("#whoami").await, "still signed in");
+}
+
+async fn a_server_that_has_gone_is_said_plainly(page: &Page, mut server: Server) {
+    page.sign_in("gp").await;
+    page.click("#nav-search").await;
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    page.fill("#search-nhs", &formatted(&test_nhs(78))).await;
+    page.click("#search-submit").await;
+    page.text_with("#search-error", "cannot be reached").await;
+    assert!(
+        page.shown("#whoami").await,
+        "an unreachable server is not a sign-out"
+    );
 }
