@@ -318,6 +318,23 @@ impl FeedSession {
         &self.source
     }
 
+    /// Opens a unit of work: a session over the same source whose writes — applied
+    /// messages, quarantine entries, the source's counters — commit together when the
+    /// unit does (see [`crate::UnitOfWork`]). Nothing written through it may be
+    /// acknowledged to a sender before [`FeedUnit::commit`] returns.
+    pub async fn unit(&self) -> Result<FeedUnit, IngestError> {
+        let unit = self.services.ports.units.begin().await?;
+        let ports = self.services.ports.clone();
+        let stores = unit.stores(&ports.feed_stores());
+        Ok(FeedUnit {
+            session: FeedSession {
+                services: Services::new(ports.with_feed_stores(stores)),
+                source: self.source.clone(),
+            },
+            unit,
+        })
+    }
+
     /// Applies one message's statements in order and counts the message (no statements:
     /// unchanged). An error names what was wrong, fit for [`FeedSession::quarantine`];
     /// statements before the failing one stay applied (each is idempotent, so applying
@@ -359,6 +376,33 @@ impl FeedSession {
             .record_activity(&self.source.id, now, MessageOutcome::Quarantined)
             .await?;
         Ok(id)
+    }
+}
+
+/// A feed session within a unit of work (see [`FeedSession::unit`]).
+pub struct FeedUnit {
+    session: FeedSession,
+    unit: Box<dyn crate::Unit>,
+}
+
+impl std::fmt::Debug for FeedUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedUnit")
+            .field("source", &self.session.source.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FeedUnit {
+    /// The session to apply and quarantine through within the unit.
+    pub fn session(&self) -> &FeedSession {
+        &self.session
+    }
+
+    /// Makes everything written through the unit durable; only then may it be
+    /// acknowledged.
+    pub async fn commit(self) -> Result<(), IngestError> {
+        self.unit.commit().await.map_err(IngestError::from)
     }
 }
 

@@ -29,17 +29,17 @@ pub use accounts::{
 pub use care_account::{LockoutPolicy, SessionEnd, SessionPolicy};
 pub use consent::ConsentCommand;
 pub use ingest::{
-    DeathStatement, FeedReport, FeedSession, IngestCommand, IngestError, MessageReport,
+    DeathStatement, FeedReport, FeedSession, FeedUnit, IngestCommand, IngestError, MessageReport,
     MessageResult, PersonIdentity, Rejected, ResubmitError,
 };
 pub use oversight::{FeedSourceStatus, FeedStatus};
 pub use ports::{
     AccessPolicy, AccessRequest, AccountStore, AlertRepository, AuditError, AuditLog, Clock,
-    ConsentRepository, Decision, FeedFormat, IdGenerator, MessageOutcome, Organisation,
+    ConsentRepository, Decision, FeedFormat, FeedStores, IdGenerator, MessageOutcome, Organisation,
     PasswordHasher, PersonRepository, QuarantineFilter, QuarantineStore, QuarantineSummary,
     QuarantinedMessage, ReferralRepository, RepoError, Resolution, SecurityEvent,
     SecurityEventKind, SecurityLog, SessionRecord, SessionStore, SourceInfo, SourceRegistry,
-    SubjectState, TokenHash, TokenSource, UserAccount,
+    SubjectState, TokenHash, TokenSource, Unit, UnitOfWork, UserAccount,
 };
 pub use quarantine::{QUARANTINE_PAGE_MAX, QuarantineList, Resubmission, WITHHELD};
 pub use reads::SEARCH_LIMIT;
@@ -122,10 +122,35 @@ pub struct Ports {
     pub sources: Arc<dyn SourceRegistry>,
     /// Feed messages that could not be applied.
     pub quarantine: Arc<dyn QuarantineStore>,
+    /// Units of work over the feed stores above.
+    pub units: Arc<dyn UnitOfWork>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Id generation.
     pub ids: Arc<dyn IdGenerator>,
+}
+
+impl Ports {
+    /// The feed stores among these ports.
+    pub fn feed_stores(&self) -> FeedStores {
+        FeedStores {
+            people: self.people.clone(),
+            referrals: self.referrals.clone(),
+            alerts: self.alerts.clone(),
+            sources: self.sources.clone(),
+            quarantine: self.quarantine.clone(),
+        }
+    }
+
+    /// These ports with the feed stores replaced (by a unit of work's).
+    pub fn with_feed_stores(mut self, stores: FeedStores) -> Self {
+        self.people = stores.people;
+        self.referrals = stores.referrals;
+        self.alerts = stores.alerts;
+        self.sources = stores.sources;
+        self.quarantine = stores.quarantine;
+        self
+    }
 }
 
 impl std::fmt::Debug for Ports {

@@ -629,3 +629,51 @@ pub trait TokenSource: Send + Sync {
     /// A new token.
     fn new_token(&self) -> String;
 }
+
+/// The stores a feed writes through: what a [`Unit`] of work binds together.
+#[derive(Clone)]
+pub struct FeedStores {
+    /// People.
+    pub people: std::sync::Arc<dyn PersonRepository>,
+    /// Referrals.
+    pub referrals: std::sync::Arc<dyn ReferralRepository>,
+    /// Alerts.
+    pub alerts: std::sync::Arc<dyn AlertRepository>,
+    /// Feed sources (freshness and counts).
+    pub sources: std::sync::Arc<dyn SourceRegistry>,
+    /// Quarantined messages.
+    pub quarantine: std::sync::Arc<dyn QuarantineStore>,
+}
+
+impl std::fmt::Debug for FeedStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FeedStores { .. }")
+    }
+}
+
+/// Units of work: a feed's writes — its records, quarantine entries and the source's
+/// counters — committed together, so a batch costs one durable commit instead of
+/// several per message, and freshness moves in the same transaction as the data.
+/// Contract:
+/// - `begin` opens a [`Unit`]. What is written through its stores is read back by them
+///   at once, and seen by everyone else once `commit` has returned, when it is durable.
+/// - A unit dropped without `commit`, or whose `commit` fails, may have kept none, some
+///   or all of its writes (a database rolls them back; memory has no rollback): use a
+///   unit only for writes its caller will redo if not acknowledged — every ingest
+///   command is idempotent, and a feed message not acknowledged is sent again.
+/// - A unit may hold a database's write lock until it ends: keep units short.
+#[async_trait]
+pub trait UnitOfWork: Send + Sync {
+    /// Opens a unit.
+    async fn begin(&self) -> Result<Box<dyn Unit>, RepoError>;
+}
+
+/// An open unit of work (see [`UnitOfWork`]).
+#[async_trait]
+pub trait Unit: Send + Sync {
+    /// The stores to write through within this unit, given those used outside it (a
+    /// unit that has no transaction of its own hands those back).
+    fn stores(&self, outside: &FeedStores) -> FeedStores;
+    /// Makes everything written through the unit durable and visible.
+    async fn commit(self: Box<Self>) -> Result<(), RepoError>;
+}

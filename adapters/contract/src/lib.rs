@@ -14,11 +14,11 @@ use std::time::Duration;
 use care_access_audit::{AuditEvent, ChainVerifier, Outcome};
 use care_alert::{Alert, AlertCategory, AlertDetails, Severity};
 use care_application::{
-    AccountStore, AlertRepository, AuditLog, Clock, ConsentRepository, FeedFormat, IdGenerator,
-    MessageOutcome, Organisation, PersonRepository, QuarantineFilter, QuarantineStore,
+    AccountStore, AlertRepository, AuditLog, Clock, ConsentRepository, FeedFormat, FeedStores,
+    IdGenerator, MessageOutcome, Organisation, PersonRepository, QuarantineFilter, QuarantineStore,
     QuarantineSummary, QuarantinedMessage, ReferralRepository, RepoError, Resolution,
     SecurityEvent, SecurityEventKind, SecurityLog, SessionRecord, SessionStore, SourceInfo,
-    SourceRegistry, TokenHash, UserAccount,
+    SourceRegistry, TokenHash, UnitOfWork, UserAccount,
 };
 use care_consent::{Consent, ConsentLevel, Representative};
 use care_kernel::{
@@ -1506,4 +1506,113 @@ pub fn clock(clock: &dyn Clock) {
     let a = clock.now();
     let b = clock.now();
     assert!(b >= a);
+}
+
+/// The [`UnitOfWork`] contract, over the feed stores used outside any unit.
+pub async fn unit_of_work(units: &dyn UnitOfWork, outside: &FeedStores) {
+    let acute = source(SourceKind::Acute);
+    outside
+        .sources
+        .register(&SourceInfo::new(
+            acute.clone(),
+            "PAS",
+            Duration::from_secs(60),
+        ))
+        .await
+        .unwrap();
+    let alert_for = |person: PersonId, reference: &str| {
+        Alert::new(
+            AlertId::from_uuid(Uuid::new_v4()),
+            person,
+            acute.clone(),
+            reference,
+            AlertDetails::new(
+                AlertCategory::Allergy,
+                "Penicillin",
+                Severity::High,
+                date(2025, 1, 1),
+                date(2025, 1, 1),
+                None,
+            )
+            .unwrap(),
+            at(1),
+        )
+        .unwrap()
+    };
+
+    // Within a unit, its stores read what it wrote; a conflict inside it spoils only
+    // that write; after commit, everyone sees all of it.
+    let unit = units.begin().await.unwrap();
+    let stores = unit.stores(outside);
+    let person = sample_person("Unitas", date(1980, 1, 2), &fresh_postcode());
+    assert_eq!(stores.people.save(&person).await.unwrap(), 1);
+    assert!(
+        matches!(stores.people.save(&person).await, Err(RepoError::Conflict)),
+        "the same new person twice"
+    );
+    let stored = stores.people.get(person.id()).await.unwrap();
+    assert_eq!(
+        stored.map(|p| p.version()),
+        Some(1),
+        "a unit reads its writes"
+    );
+    let alert = alert_for(person.id(), &fresh_text("AL"));
+    stores.alerts.save(&alert).await.unwrap();
+    assert!(
+        matches!(stores.alerts.save(&alert).await, Err(RepoError::Conflict)),
+        "the same new alert twice"
+    );
+    stores
+        .sources
+        .record_activity(&acute.id, at(500), MessageOutcome::Applied)
+        .await
+        .unwrap();
+    let kept = QuarantinedMessage {
+        id: Uuid::new_v4(),
+        source: acute.id.clone(),
+        format: FeedFormat::Hl7v2,
+        received_at: at(500),
+        reference: None,
+        raw: fresh_text("MSH|unit").into_bytes(),
+        reason: "PID-3: missing".into(),
+        subjects: Vec::new(),
+        resolution: None,
+    };
+    assert_eq!(stores.quarantine.put(&kept).await.unwrap(), kept.id);
+    unit.commit().await.unwrap();
+    assert!(outside.people.get(person.id()).await.unwrap().is_some());
+    assert_eq!(
+        outside
+            .alerts
+            .list_for_person(person.id())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(outside.quarantine.get(kept.id).await.unwrap().is_some());
+    let seen = outside.sources.get(&acute.id).await.unwrap().unwrap();
+    assert_eq!((seen.last_message_at, seen.applied), (Some(at(500)), 1));
+
+    // A unit ended without commit holds nothing up: others go on writing (whether its
+    // own writes stayed is the adapter's business, which callers may not rely on).
+    let abandoned = units.begin().await.unwrap();
+    let other = sample_person("Abandon", date(1981, 3, 4), &fresh_postcode());
+    abandoned.stores(outside).people.save(&other).await.unwrap();
+    drop(abandoned);
+    let after = sample_person("Afterwards", date(1982, 5, 6), &fresh_postcode());
+    let saved = tokio::time::timeout(Duration::from_secs(10), outside.people.save(&after)).await;
+    assert_eq!(
+        saved.expect("a dropped unit released its locks").unwrap(),
+        1
+    );
+
+    // Units one after another each commit on their own.
+    for n in 0..3 {
+        let unit = units.begin().await.unwrap();
+        let p = sample_person(&format!("Serial{n}"), date(1990, 1, 1), &fresh_postcode());
+        unit.stores(outside).people.save(&p).await.unwrap();
+        unit.commit().await.unwrap();
+        assert!(outside.people.get(p.id()).await.unwrap().is_some());
+    }
 }

@@ -22,7 +22,10 @@ pub use stores::{
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use care_application::{AccessPolicy, Clock, IdGenerator, Ports};
+use async_trait::async_trait;
+use care_application::{
+    AccessPolicy, Clock, FeedStores, IdGenerator, Ports, RepoError, Unit, UnitOfWork,
+};
 use care_kernel::Timestamp;
 use uuid::Uuid;
 
@@ -85,6 +88,30 @@ impl IdGenerator for UuidV7Ids {
     }
 }
 
+/// Units of work in memory: no transaction (each write is visible at once and nothing
+/// is ever rolled back, which the port's contract allows), so a unit writes through the
+/// stores it is given.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InMemoryUnits;
+
+#[async_trait]
+impl UnitOfWork for InMemoryUnits {
+    async fn begin(&self) -> Result<Box<dyn Unit>, RepoError> {
+        Ok(Box::new(InMemoryUnits))
+    }
+}
+
+#[async_trait]
+impl Unit for InMemoryUnits {
+    fn stores(&self, outside: &FeedStores) -> FeedStores {
+        outside.clone()
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), RepoError> {
+        Ok(())
+    }
+}
+
 /// Ports wired entirely in memory, with the given policy and clock.
 pub fn in_memory_ports(policy: Arc<dyn AccessPolicy>, clock: Arc<dyn Clock>) -> Ports {
     Ports {
@@ -96,6 +123,7 @@ pub fn in_memory_ports(policy: Arc<dyn AccessPolicy>, clock: Arc<dyn Clock>) -> 
         policy,
         sources: Arc::new(InMemorySources::default()),
         quarantine: Arc::new(InMemoryQuarantine::default()),
+        units: Arc::new(InMemoryUnits),
         clock,
         ids: Arc::new(UuidV7Ids),
     }

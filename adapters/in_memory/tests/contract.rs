@@ -51,6 +51,15 @@ async fn the_quarantine_keeps_the_quarantine_store_contract() {
 }
 
 #[tokio::test]
+async fn units_of_work_keep_the_unit_of_work_contract() {
+    let ports = care_in_memory::in_memory_ports(
+        Arc::new(care_in_memory::SpecPolicy::default()),
+        Arc::new(SystemClock),
+    );
+    care_contract::unit_of_work(ports.units.as_ref(), &ports.feed_stores()).await;
+}
+
+#[tokio::test]
 async fn accounts_keep_the_account_store_contract() {
     care_contract::account_store(&InMemoryAccounts::default()).await;
 }

@@ -15,7 +15,7 @@ use care_application::{AuditError, AuditLog, RepoError};
 use care_kernel::{PersonId, Timestamp};
 use sea_orm::{
     ConnectionTrait, DbBackend, IsolationLevel, QueryResult, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait, Value,
+    TransactionOptions, Value,
 };
 use tokio::sync::{mpsc, oneshot};
 

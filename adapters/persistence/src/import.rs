@@ -7,7 +7,7 @@ use care_application::RepoError;
 use care_consent::Consent;
 use care_person::Person;
 use care_referral::Referral;
-use sea_orm::{ConnectionTrait, Statement, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, Statement, Value};
 
 use crate::items::{StoredItem, insert_row};
 use crate::people::{identifier_key, insert_rows, search_rows};

@@ -180,11 +180,13 @@ impl<T: StoredItem> SqlItems<T> {
             let (columns, row) = insert_row(item)?;
             let (sql, values) = crate::people::insert_rows(T::TABLE, &columns, vec![row]);
             // A taken id or a taken (source, reference) both mean someone got there first.
-            self.db
-                .conn
-                .execute_raw(self.db.statement(&sql, values))
+            // In its own (nested) transaction: in a unit of work on PostgreSQL, a failed
+            // statement would otherwise abort the whole unit, not just this write.
+            let txn = self.db.conn.begin().await.map_err(unexpected)?;
+            txn.execute_raw(self.db.statement(&sql, values))
                 .await
                 .map_err(|e| unique_or_unexpected(e, || RepoError::Conflict))?;
+            txn.commit().await.map_err(unexpected)?;
         } else {
             let body = to_json(item)?;
             let person = item.person().to_string();

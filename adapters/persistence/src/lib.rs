@@ -14,6 +14,7 @@
 
 mod accounts;
 mod audit;
+mod conn;
 mod import;
 mod indexes;
 mod items;
@@ -27,7 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use care_application::{
-    AccessPolicy, AccountStore, Clock, IdGenerator, Ports, RepoError, SecurityLog, SessionStore,
+    AccessPolicy, AccountStore, Clock, FeedStores, IdGenerator, Ports, RepoError, SecurityLog,
+    SessionStore, Unit, UnitOfWork,
 };
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
@@ -89,7 +91,10 @@ impl Pool {
 /// A connection pool to the care record's database, SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct Database {
-    conn: DatabaseConnection,
+    /// The pool (migrations, tests that reach past the adapters).
+    pool: DatabaseConnection,
+    /// What statements run on: the pool, or a unit of work's transaction.
+    conn: conn::Conn,
 }
 
 impl Database {
@@ -142,7 +147,10 @@ impl Database {
         let conn = SeaDatabase::connect(options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn: conn::Conn::Pool(conn.clone()),
+            pool: conn,
+        })
     }
 
     /// Makes everything written so far durable: on SQLite, a checkpoint that moves the
@@ -161,7 +169,7 @@ impl Database {
     /// Applies every migration not yet applied, and rebuilds any secondary index an
     /// interrupted bulk load left missing.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        migration::Migrator::up(&self.conn, None)
+        migration::Migrator::up(&self.pool, None)
             .await
             .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         self.build_indexes().await
@@ -184,7 +192,7 @@ impl Database {
     /// The sea-orm connection (for tests that reach past the adapters, as an attacker
     /// with database access would).
     pub fn connection(&self) -> &DatabaseConnection {
-        &self.conn
+        &self.pool
     }
 
     /// The application's ports over this database, with the given policy, clock and ids.
@@ -203,9 +211,42 @@ impl Database {
             policy,
             sources: Arc::new(SqlSources::new(self.clone())),
             quarantine: Arc::new(SqlQuarantine::new(self.clone())),
+            units: Arc::new(SqlUnits { db: self.clone() }),
             clock,
             ids,
         }
+    }
+
+    /// Opens a unit of work: one transaction (on SQLite `BEGIN IMMEDIATE`, so it holds
+    /// the write lock from the start and never fails to upgrade a read; on PostgreSQL
+    /// READ COMMITTED) that every store built on the returned database shares.
+    pub async fn unit(&self) -> Result<SqlUnit, RepoError> {
+        let options = match self.backend() {
+            DbBackend::Postgres => sea_orm::TransactionOptions {
+                isolation_level: Some(sea_orm::IsolationLevel::ReadCommitted),
+                ..sea_orm::TransactionOptions::default()
+            },
+            _ => sea_orm::TransactionOptions {
+                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                ..sea_orm::TransactionOptions::default()
+            },
+        };
+        let tx = self
+            .conn
+            .begin_with_options(options)
+            .await
+            .map_err(unexpected)?;
+        let tx = Arc::new(tokio::sync::Mutex::new(Some(tx)));
+        Ok(SqlUnit {
+            db: Database {
+                pool: self.pool.clone(),
+                conn: conn::Conn::Unit {
+                    backend: self.backend(),
+                    tx: tx.clone(),
+                },
+            },
+            tx,
+        })
     }
 
     /// The identity stores over this database: accounts (users and organisations),
@@ -360,5 +401,50 @@ mod tests {
             "SELECT ?2, ?1",
             "out of order stays numbered"
         );
+    }
+}
+
+/// Units of work on the database (see [`Database::unit`]).
+#[derive(Debug, Clone)]
+pub struct SqlUnits {
+    db: Database,
+}
+
+#[async_trait::async_trait]
+impl UnitOfWork for SqlUnits {
+    async fn begin(&self) -> Result<Box<dyn Unit>, RepoError> {
+        Ok(Box::new(self.db.unit().await?))
+    }
+}
+
+/// An open unit of work: a transaction every store it hands out writes in. Dropped
+/// without `commit`, it is rolled back.
+#[derive(Debug)]
+pub struct SqlUnit {
+    db: Database,
+    tx: Arc<tokio::sync::Mutex<Option<sea_orm::DatabaseTransaction>>>,
+}
+
+#[async_trait::async_trait]
+impl Unit for SqlUnit {
+    fn stores(&self, _outside: &FeedStores) -> FeedStores {
+        FeedStores {
+            people: Arc::new(SqlPeople::new(self.db.clone())),
+            referrals: Arc::new(SqlReferrals::new(self.db.clone())),
+            alerts: Arc::new(SqlAlerts::new(self.db.clone())),
+            sources: Arc::new(SqlSources::new(self.db.clone())),
+            quarantine: Arc::new(SqlQuarantine::new(self.db.clone())),
+        }
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), RepoError> {
+        // Taken out, the stores still held elsewhere fail instead of writing outside it.
+        let tx = self.tx.lock().await.take();
+        match tx {
+            Some(tx) => tx.commit().await.map_err(unexpected),
+            None => Err(RepoError::Unexpected(anyhow::anyhow!(
+                "the unit of work had already ended"
+            ))),
+        }
     }
 }

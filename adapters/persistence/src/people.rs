@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use care_application::{PersonRepository, RepoError};
 use care_kernel::{PersonId, SourceId};
 use care_person::{Identifier, LocalId, NhsNumber, Person, SearchCriteria};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
 
 use crate::{
     Database, col, from_json, to_json, unexpected, unique_or_unexpected, version_of, version_value,

@@ -33,6 +33,12 @@ async fn contracts(db: &Database) {
         &SqlSources::new(db.clone()),
     )
     .await;
+    let ports = db.ports(
+        Arc::new(care_in_memory::SpecPolicy::default()),
+        Arc::new(care_in_memory::SystemClock),
+        Arc::new(care_in_memory::UuidV7Ids),
+    );
+    care_contract::unit_of_work(ports.units.as_ref(), &ports.feed_stores()).await;
     care_contract::audit_log(Arc::new(SqlAuditLog::new(db.clone()))).await;
     let accounts = SqlAccounts::new(db.clone());
     care_contract::account_store(&accounts).await;
