@@ -69,10 +69,11 @@ export function headerText(text) {
 
 /**
  * Calls the API. Options: method, body (sent as JSON), headers, signal, `as`
- * ('json' | 'text' | 'blob'), auth (send the token; default true).
+ * ('json' | 'text' | 'blob'), auth (send the token; default true), onHeaders (called
+ * with a successful response's headers, e.g. to read its `Date`).
  * Resolves to the parsed body (null for 204); rejects with ApiError (or AbortError).
  */
-export async function request(path, { method = 'GET', body, headers = {}, signal, as = 'json', auth = true } = {}) {
+export async function request(path, { method = 'GET', body, headers = {}, signal, as = 'json', auth = true, onHeaders } = {}) {
   const sentToken = auth ? session.token() : null;
   const h = new Headers(headers);
   if (sentToken) h.set('Authorization', `Bearer ${sentToken}`);
@@ -97,6 +98,7 @@ export async function request(path, { method = 'GET', body, headers = {}, signal
 
   if (response.ok) {
     if (sentToken && sentToken === session.token()) session.touch(startedAt);
+    if (onHeaders) onHeaders(response.headers);
     if (response.status === 204) return null;
     if (as === 'text') return response.text();
     if (as === 'blob') return response.blob();
@@ -146,12 +148,14 @@ export function isAbort(e) {
  * Words for a failed call, by problem type. `action` completes "Your role cannot …".
  */
 export function describe(error, action = 'do this') {
-  if (!(error instanceof ApiError)) return 'Something went wrong in the portal. Reload the page and try again.';
+  // Not "reload the page": a reload signs the user out (the token lives only in memory).
+  if (!(error instanceof ApiError)) return 'Something went wrong in the portal. Try again; if it keeps happening, sign out and sign in again.';
   switch (error.type) {
     case PROBLEM.FORBIDDEN: return `Your role cannot ${action}.`;
     case PROBLEM.PURPOSE_REFUSED: return 'The Care Record may only be used for direct care.';
     case PROBLEM.NETWORK_REFUSED: return 'This computer’s network is not allowed to use the Care Record. Contact your IT service desk.';
     case PROBLEM.NOT_FOUND: return 'No record found.';
+    case PROBLEM.PERMISSION_REQUIRED: return 'Permission or an emergency must be recorded to see this.';
     case PROBLEM.RATE_LIMITED: return `Too many requests. Wait ${error.retryAfter ? `${error.retryAfter} seconds` : 'a minute'} and try again.`;
     case PROBLEM.UNAUTHENTICATED: return 'Your session has ended. Sign in again.';
     case PROBLEM.UNAVAILABLE: return 'The Care Record is unavailable at the moment. Try again in a few minutes.';

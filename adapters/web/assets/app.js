@@ -157,8 +157,8 @@ function showSignIn(notice) {
   signin.render(view, { signal, notice, onSignedIn });
 }
 
-function onSignedIn(dto, sentAt) {
-  session.begin(dto, sentAt);
+function onSignedIn(dto, sentAt, serverDate) {
+  session.begin(dto, sentAt, serverDate);
   startIdleWatch({ onExpire, onSignOut: signOut });
   renderShell();
   announce(`Signed in as ${dto.user}.`);
@@ -184,13 +184,20 @@ function onExpire(reason) {
     : 'Your session reached its maximum length and has ended. Sign in again to continue.');
 }
 
-async function signOut() {
-  try {
-    await request('/sessions/current', { method: 'DELETE' });
-  } catch {
-    // Signing out locally matters most; an ended session (401) is handled below too.
-  }
-  if (session.isActive()) endSession('You have signed out.');
+/**
+ * Signs out: the screen, what was held and the token go at once, whatever the server
+ * does; then the server is told to end the session, with the token saved for that one
+ * call. Its failure changes nothing here (the session then ends by itself on the server).
+ * A second click finds no session and does nothing.
+ */
+function signOut() {
+  if (!session.isActive()) return;
+  const saved = session.token();
+  endSession('You have signed out.');
+  // auth: false — the session is over locally, so a 401 must not end anything again.
+  request('/sessions/current', {
+    method: 'DELETE', auth: false, headers: { Authorization: `Bearer ${saved}` },
+  }).catch(() => {});
 }
 
 setUnauthenticatedHandler(() => {

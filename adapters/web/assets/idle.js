@@ -82,6 +82,7 @@ function tick() {
     return;
   }
   const now = Date.now();
+  // Already on this browser's clock (session.js converts the server's expires_at).
   const { expiresAt } = session.who();
   if (expiresAt && now >= expiresAt) {
     handlers.onExpire('lifetime');

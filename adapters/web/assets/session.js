@@ -5,15 +5,35 @@
 let current = null;
 let lastActivity = 0;
 
-/** Starts a session from the API's SessionDto; `at` is when the sign-in was sent. */
-export function begin(dto, at = Date.now()) {
+/**
+ * When the session ends by its maximum length, on this browser's clock. `expires_at` is
+ * on the server's clock, which may differ from ours: measured from the server's time at
+ * sign-in (the response's `Date` header) it is a length of time, counted here from when
+ * the sign-in was sent. `Date` has whole seconds, so the server's time is taken as the
+ * end of that second: the local end can come a moment early, never late. Without the
+ * header, the local clock is trusted.
+ */
+function localExpiry(expiresAt, sentAt, serverDate) {
+  const end = expiresAt ? Date.parse(expiresAt) : NaN;
+  if (!Number.isFinite(end)) return null;
+  const serverNow = serverDate ? Date.parse(serverDate) : NaN;
+  if (Number.isFinite(serverNow)) return sentAt + (end - (serverNow + 1000));
+  return sentAt + (end - Date.now());
+}
+
+/**
+ * Starts a session from the API's SessionDto; `at` is when the sign-in was sent and
+ * `serverDate` the sign-in response's `Date` header (if any).
+ */
+export function begin(dto, at = Date.now(), serverDate = null) {
   current = {
     token: dto.token,
     user: dto.user,
     role: dto.role,
     organisation: dto.organisation,
     idleTimeoutSeconds: Number(dto.idle_timeout_seconds) || 900,
-    expiresAt: dto.expires_at ? Date.parse(dto.expires_at) : null,
+    // Local time (ms since the epoch), comparable with Date.now().
+    expiresAt: localExpiry(dto.expires_at, at, serverDate),
   };
   lastActivity = at;
 }

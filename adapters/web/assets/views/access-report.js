@@ -38,6 +38,9 @@ export function render(view, { signal }) {
     form, message.area, result, el('div', { class: 'button-group' }, csv));
 
   let last = null; // { nhs, from, to } of the report shown
+  // Each run has a number: only the latest run's answer is shown, so the table and the
+  // CSV are always for the NHS number and period on the screen.
+  let runs = 0;
 
   function params(p) {
     return `/access-reports/${seg(p.nhs)}${query({ from: p.from, to: p.to, format: p.format })}`;
@@ -61,14 +64,17 @@ export function render(view, { signal }) {
     }
     csv.hidden = true;
     last = null;
+    runs += 1;
+    const mine = runs;
     result.setAttribute('aria-busy', 'true');
     replace(result, loading('Running the report…'));
     try {
       const report = await request(params(p), { signal });
+      if (mine !== runs) return;
       last = p;
       show(report, p);
     } catch (e) {
-      if (isAbort(e) || e.sessionEnded) return;
+      if (isAbort(e) || e.sessionEnded || mine !== runs) return;
       result.replaceChildren();
       if (e.type === PROBLEM.INVALID_REQUEST && FIELD_INPUT[e.field]) {
         const input = document.getElementById(FIELD_INPUT[e.field]);
@@ -78,7 +84,7 @@ export function render(view, { signal }) {
       if (e.type === PROBLEM.NOT_FOUND) message.show('error', 'No record found: the care record holds no one with this NHS number.');
       else message.show(isRefused(e) ? 'refused' : 'error', describe(e, 'run access reports'));
     } finally {
-      result.removeAttribute('aria-busy');
+      if (mine === runs) result.removeAttribute('aria-busy');
     }
   });
 
@@ -108,14 +114,16 @@ export function render(view, { signal }) {
   let downloading = false;
   csv.addEventListener('click', async () => {
     if (!last || downloading) return;
+    // The report shown when clicked, even if another is run meanwhile.
+    const p = last;
     downloading = true;
     csv.textContent = 'Preparing CSV…';
     try {
       // The bearer token cannot go in a link, so the file is fetched here and handed to
       // the browser as a Blob.
-      const blob = await request(params({ ...last, format: 'csv' }), { signal, as: 'blob', headers: { Accept: 'text/csv' } });
+      const blob = await request(params({ ...p, format: 'csv' }), { signal, as: 'blob', headers: { Accept: 'text/csv' } });
       const url = URL.createObjectURL(blob);
-      const a = el('a', { href: url, download: `access-report-${last.from}-to-${last.to}.csv`, hidden: true });
+      const a = el('a', { href: url, download: `access-report-${p.from}-to-${p.to}.csv`, hidden: true });
       document.body.append(a);
       a.click();
       a.remove();

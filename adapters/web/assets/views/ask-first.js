@@ -17,7 +17,8 @@ export function askFirst({ error } = {}) {
       el('input', { id, type: 'radio', name: 'basis', value, class: 'radio-input', 'aria-describedby': `${id}-hint` }),
       el('label', { for: id, class: 'radio-label', text }),
       el('p', { id: `${id}-hint`, class: 'hint radio-hint', text: hint }));
-    const legendError = el('p', { id: 'basis-error', class: 'field-error', hidden: true });
+    // role=alert: announced when shown; the group points at it (aria-describedby) while shown.
+    const legendError = el('p', { id: 'basis-error', class: 'field-error', role: 'alert', hidden: true });
     const fieldset = el('fieldset', { class: 'fieldset', id: 'basis-fieldset' },
       el('legend', { class: 'legend', text: 'Why are you opening this record?' }),
       legendError,
@@ -41,6 +42,7 @@ export function askFirst({ error } = {}) {
       el('div', { class: 'button-group' }, submit, cancel));
     dialog.append(form);
 
+    const radios = () => fieldset.querySelectorAll('input[name="basis"]');
     let answer = null;
     dialog.addEventListener('close', () => resolve(answer), { once: true });
     cancel.addEventListener('click', () => dialog.close());
@@ -50,14 +52,19 @@ export function askFirst({ error } = {}) {
       const chosen = form.querySelector('input[name="basis"]:checked');
       const text = reason.value.trim();
       legendError.hidden = true;
+      legendError.textContent = '';
       fieldset.classList.remove('form-group-error');
+      fieldset.removeAttribute('aria-describedby');
+      for (const r of radios()) r.removeAttribute('aria-invalid');
       setFieldError(reason, null);
       reason.setAttribute('aria-describedby', 'basis-reason-hint');
       let first = null;
       if (!chosen) {
-        legendError.textContent = 'Error: choose permission or emergency';
         legendError.hidden = false;
+        legendError.textContent = 'Error: choose permission or emergency';
         fieldset.classList.add('form-group-error');
+        fieldset.setAttribute('aria-describedby', 'basis-error');
+        for (const r of radios()) r.setAttribute('aria-invalid', 'true');
         first = document.getElementById('basis-permission');
       }
       if ([...text].length < 3) {

@@ -33,7 +33,12 @@ export function render(view, { signal }) {
     el('p', { class: 'lead', text: 'Find a person’s consent to the shared care record, see its history and record a change.' }),
     findForm, message.area, result);
 
-  let current = null; // the NHS number shown
+  // Each lookup has a number: only the latest one's answer is shown, so a slow answer
+  // for an earlier search never replaces (or is taken for) a later one.
+  let lookup = 0;
+  // A change being sent: further submits are ignored until it is answered (a second
+  // click would be refused as a conflict).
+  let sending = false;
 
   findForm.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -49,8 +54,14 @@ export function render(view, { signal }) {
     await load(digits);
   });
 
+  /**
+   * Looks up and shows a person's consent. Resolves to true when this lookup's answer is
+   * the one on the screen (false if a later lookup overtook it, or it failed).
+   */
   async function load(digits, done) {
-    current = digits;
+    lookup += 1;
+    const mine = lookup;
+    const latest = () => mine === lookup;
     result.setAttribute('aria-busy', 'true');
     replace(result, loading('Finding consent…'));
     try {
@@ -61,22 +72,31 @@ export function render(view, { signal }) {
           throw e;
         }),
       ]);
-      show(consent, identity);
+      if (!latest()) return false;
+      show(consent, identity, digits, mine);
       if (done) message.show('success', done);
+      return true;
     } catch (e) {
-      if (isAbort(e) || e.sessionEnded) return;
+      if (isAbort(e) || e.sessionEnded || !latest()) return false;
       result.replaceChildren();
       if (e.type === PROBLEM.INVALID_REQUEST && e.field === 'nhs_number') {
         setFieldError(nhs.input, fieldReason(e, 'The NHS number'));
         nhs.input.focus();
       }
       message.show(isRefused(e) ? 'refused' : 'error', describe(e, 'manage consent'));
+      return false;
     } finally {
-      result.removeAttribute('aria-busy');
+      if (latest()) result.removeAttribute('aria-busy');
     }
   }
 
-  function show(c, identity) {
+  /**
+   * Shows one lookup's answer. `digits` (the NHS number looked up) and `shownBy` (the
+   * lookup's number) are captured by the change forms built here: a change goes to the
+   * person shown beside its form, never to whoever was searched for since.
+   */
+  function show(c, identity, digits, shownBy) {
+    const target = { digits, shownBy };
     const who = identity
       ? el('dl', { class: 'summary-list summary-list-compact', id: 'consent-identity' },
         row('Name', personName(identity.given_name, identity.family_name)),
@@ -116,18 +136,18 @@ export function render(view, { signal }) {
       el('h2', { class: 'heading-l', text: 'Consent' }), levelBox,
       el('h3', { class: 'heading-m', text: 'History' }), historyBlock,
       el('h2', { class: 'heading-l', text: 'Record a change' }),
-      c.level !== 'opted_out' ? optOutForm() : null,
-      c.level === 'participating' ? simpleForm({
+      c.level !== 'opted_out' ? optOutForm(target) : null,
+      c.level === 'participating' ? simpleForm(target, {
         id: 'askfirst', title: 'Set to ask first', button: 'Set to ask first', change: 'ask_first',
         hint: 'Professionals will have to confirm permission or an emergency each time they open the record.',
         done: 'Consent set to ask first.',
       }) : null,
-      c.level !== 'participating' ? simpleForm({
+      c.level !== 'participating' ? simpleForm(target, {
         id: 'optin', title: 'Opt back in', button: 'Opt back in', change: 'opt_in',
         hint: 'The record becomes available again for direct care.',
         done: 'The person has opted back in: their record is available again.',
       }) : null,
-      rep ? evidenceForm(rep) : null);
+      rep ? evidenceForm(target, rep) : null);
     announce(`Consent found: ${label(c.level)}.`);
   }
 
@@ -135,15 +155,22 @@ export function render(view, { signal }) {
     return el('div', { class: 'summary-row' }, el('dt', { class: 'summary-key', text: term }), el('dd', { class: 'summary-value' }, value));
   }
 
-  /** Sends a change; shows field errors by the API's field names. */
-  async function send(form, body, reasonInput, submit, done) {
+  /**
+   * Sends a change for the person shown (`target`); shows field errors by the API's field
+   * names. If another person was looked up meanwhile, the answer changes nothing on the
+   * screen: it is about someone no longer shown.
+   */
+  async function send(target, body, reasonInput, submit, done) {
+    if (sending) return;
+    sending = true;
     submit.setAttribute('aria-disabled', 'true');
+    const stillShown = () => target.shownBy === lookup;
     try {
-      await request(`/consent/${seg(current)}/changes`, { method: 'POST', body, signal });
-      await load(current, done);
-      document.getElementById('consent-level')?.focus();
+      await request(`/consent/${seg(target.digits)}/changes`, { method: 'POST', body, signal });
+      if (!stillShown()) return;
+      if (await load(target.digits, done)) document.getElementById('consent-level')?.focus();
     } catch (e) {
-      if (isAbort(e) || e.sessionEnded) return;
+      if (isAbort(e) || e.sessionEnded || !stillShown()) return;
       if (e.type === PROBLEM.INVALID_REQUEST && e.field) {
         const id = e.field === 'reason' ? reasonInput.id : FIELD_INPUT[e.field];
         const input = id && document.getElementById(id);
@@ -154,6 +181,7 @@ export function render(view, { signal }) {
       }
       message.show(isRefused(e) ? 'refused' : 'error', describe(e, 'change consent'));
     } finally {
+      sending = false;
       submit.removeAttribute('aria-disabled');
     }
   }
@@ -162,7 +190,7 @@ export function render(view, { signal }) {
     return field({ id, label: 'Reason', type: 'textarea', hint, attrs: { rows: '3', required: true } });
   }
 
-  function optOutForm() {
+  function optOutForm(target) {
     const reason = reasonField('optout-reason', 'For example: “Opt-out form received from the person, 3 March”.');
     const byRep = checkbox({ id: 'optout-by-representative', label: 'Recorded by a representative (the person lacks capacity)' });
     const repName = field({ id: 'rep-name', label: 'Representative’s name', attrs: { autocomplete: 'off' } });
@@ -191,6 +219,7 @@ export function render(view, { signal }) {
       reason.wrapper, byRep.wrapper, repFields, submit);
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
+      if (sending) return;
       clearFieldErrors(form);
       message.clear();
       const missing = [];
@@ -219,7 +248,7 @@ export function render(view, { signal }) {
         missing[0].focus();
         return;
       }
-      await send(form, body, reason.input, submit, 'Opt-out recorded: the record is no longer available to anyone.');
+      await send(target, body, reason.input, submit, 'Opt-out recorded: the record is no longer available to anyone.');
     });
     return form;
   }
@@ -235,7 +264,7 @@ export function render(view, { signal }) {
     return false;
   }
 
-  function simpleForm({ id, title, button: text, change, hint, done }) {
+  function simpleForm(target, { id, title, button: text, change, hint, done }) {
     const reason = reasonField(`${id}-reason`);
     const submit = el('button', { id: `${id}-submit`, type: 'submit', class: 'button', text });
     const form = el('form', { id: `${id}-form`, class: 'change-form', novalidate: true, 'aria-labelledby': `${id}-title` },
@@ -244,13 +273,13 @@ export function render(view, { signal }) {
       reason.wrapper, submit);
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
-      if (!reasonGiven(form, reason)) return;
-      await send(form, { change, reason: reason.input.value.trim() }, reason.input, submit, done);
+      if (sending || !reasonGiven(form, reason)) return;
+      await send(target, { change, reason: reason.input.value.trim() }, reason.input, submit, done);
     });
     return form;
   }
 
-  function evidenceForm(rep) {
+  function evidenceForm(target, rep) {
     const select = el('select', { id: 'evidence-status', name: 'evidence-status', class: 'select' },
       ['requested', 'verified'].map((v) => el('option', { value: v, text: label(v), selected: v === rep.evidence_status })));
     const statusGroup = el('div', { class: 'form-group' },
@@ -264,8 +293,8 @@ export function render(view, { signal }) {
       statusGroup, reason.wrapper, submit);
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
-      if (!reasonGiven(form, reason)) return;
-      await send(form, { change: 'evidence_status', evidence_status: select.value, reason: reason.input.value.trim() },
+      if (sending || !reasonGiven(form, reason)) return;
+      await send(target, { change: 'evidence_status', evidence_status: select.value, reason: reason.input.value.trim() },
         reason.input, submit, `Evidence marked ${label(select.value).toLowerCase()}.`);
     });
     return form;

@@ -10,26 +10,36 @@ import { failure } from './failure.js';
 
 export function render(view, { signal }) {
   const message = messageArea('quarantine-message');
+  // Focus can be sent here when the button that was used has gone.
+  message.area.setAttribute('tabindex', '-1');
   const openOnly = checkbox({ id: 'quarantine-open-only', label: 'Show only messages not yet re-submitted' });
   const body = el('div', { class: 'quarantine' });
   view.append(
     el('h1', { class: 'heading-xl', text: 'Quarantine' }),
     el('p', { class: 'lead', text: 'Feed messages that could not be applied. Fix the cause (the mapping, or the record they wait for), then re-submit. Wrong content is corrected at the source system, never here.' }),
     openOnly.wrapper, message.area, body);
+  // Only the latest load's answer is shown (the filter may change while one is running).
+  let loads = 0;
   openOnly.input.addEventListener('change', () => load());
   load();
 
+  /** Loads and shows the list; resolves to true when this load's answer is shown. */
   async function load() {
+    loads += 1;
+    const mine = loads;
     body.setAttribute('aria-busy', 'true');
     replace(body, loading('Loading the quarantine…'));
     try {
       const entries = await request(`/quarantine${query({ open: openOnly.input.checked ? 'true' : undefined })}`, { signal });
+      if (mine !== loads) return false;
       show(entries);
+      return true;
     } catch (e) {
-      if (isAbort(e) || e.sessionEnded) return;
+      if (isAbort(e) || e.sessionEnded || mine !== loads) return false;
       replace(body, failure(e, 'see the quarantine'));
+      return false;
     } finally {
-      body.removeAttribute('aria-busy');
+      if (mine === loads) body.removeAttribute('aria-busy');
     }
   }
 
@@ -70,7 +80,12 @@ export function render(view, { signal }) {
     try {
       const done = await request(`/quarantine/${seg(q.id)}/resubmit`, { method: 'POST', signal });
       await load();
+      if (signal.aborted) return;
       message.show('success', `Message ${q.reference || q.id} re-submitted: ${done.outcome === 'applied' ? 'applied' : 'it changed nothing (already up to date)'}. The entry is resolved.`);
+      // The table was rebuilt: keep keyboard users on the entry (its View button), or on
+      // the message when the entry is no longer listed.
+      const view = body.querySelector(`tr[data-id="${CSS.escape(String(q.id))}"] .quarantine-view`);
+      (view || message.area).focus();
     } catch (e) {
       if (isAbort(e) || e.sessionEnded) return;
       btn.removeAttribute('aria-disabled');

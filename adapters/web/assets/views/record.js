@@ -240,22 +240,36 @@ function demographics(s, d, sourceNames) {
 
 // ---- tabs ----------------------------------------------------------------------------
 
-function panelError(panel, e, action) {
+/**
+ * A tab's failure, under the tab's heading, with "Try again" (which reloads the tab and
+ * keeps keyboard focus in its panel) unless trying again cannot help.
+ */
+function panelError(panel, heading, e, action, reload) {
   if (e.type === PROBLEM.NOT_FOUND) {
-    replace(panel, el('p', { class: 'message message-refused', text: 'No record found.' }));
-  } else {
-    replace(panel, failure(e, action));
+    replace(panel, heading, el('p', { class: 'message message-refused', text: 'No record found.' }));
+    return;
   }
+  const retry = isRefused(e) ? null : button('Try again', {
+    class: 'button button-secondary',
+    on: {
+      click: () => {
+        const tabPanel = panel.closest('[role="tabpanel"]');
+        reload();
+        tabPanel?.focus();
+      },
+    },
+  });
+  replace(panel, heading, failure(e, action), retry);
 }
 
 async function loadReferrals(panel, id, headers, signal) {
-  replace(panel, el('h2', { class: 'heading-m', text: 'Children’s social care referrals' }), loading('Loading referrals…'));
+  const heading = () => el('h2', { class: 'heading-m', text: 'Children’s social care referrals' });
+  replace(panel, heading(), loading('Loading referrals…'));
   try {
     const dto = await request(`/people/${seg(id)}/referrals`, { signal, headers });
     const list = dto.referrals || [];
-    const heading = el('h2', { class: 'heading-m', text: 'Children’s social care referrals' });
     if (list.length === 0) {
-      replace(panel, heading, el('p', { id: 'referrals-empty', class: 'empty-state', text: 'No referrals recorded.' }));
+      replace(panel, heading(), el('p', { id: 'referrals-empty', class: 'empty-state', text: 'No referrals recorded.' }));
       return;
     }
     const t = table({
@@ -274,10 +288,10 @@ async function loadReferrals(panel, id, headers, signal) {
         ],
       })),
     });
-    replace(panel, heading, t.wrap);
+    replace(panel, heading(), t.wrap);
   } catch (e) {
     if (isAbort(e) || e.sessionEnded) return;
-    panelError(panel, e, 'see referrals');
+    panelError(panel, heading(), e, 'see referrals', () => loadReferrals(panel, id, headers, signal));
   }
 }
 
@@ -294,25 +308,104 @@ async function loadGpSummary(panel, id, headers, signal, dateOfDeath) {
         el('p', { text: 'GP information, including GP alerts, is no longer shown after death.' })));
       return;
     }
-    const alerts = sortAlerts(dto.alerts || []);
-    if (alerts.length === 0) {
+    const all = dto.alerts || [];
+    if (all.length === 0) {
       replace(panel, heading(), el('p', { id: 'gp-alerts-empty', class: 'empty-state', text: 'No GP alerts.' }));
       return;
     }
-    const t = table({
-      id: 'gp-alerts',
-      caption: `GP alerts (${alerts.length}), most severe first`,
-      columns: ['Category', 'Description', 'Severity', 'Recorded', 'Active until', 'Source'].map((l) => ({ label: l })),
-      rows: alerts.map((a) => ({
-        attrs: { class: `alert-row alert-${a.severity}`, 'data-category': a.category },
-        cells: [label(a.category), a.description, label(a.severity), dateElement(a.recorded),
-          a.active_to ? dateElement(a.active_to) : 'Open-ended', a.source],
-      })),
-    });
-    replace(panel, heading(), t.wrap);
+    replace(panel, heading(), gpAlerts(all));
   } catch (e) {
     if (isAbort(e) || e.sessionEnded) return;
-    panelError(panel, e, 'see the GP summary');
+    panelError(panel, heading(), e, 'see the GP summary', () => loadGpSummary(panel, id, headers, signal, dateOfDeath));
   }
 }
 
+// ---- GP alerts -----------------------------------------------------------------------
+
+/** Today's date as YYYY-MM-DD in UTC: the date the record's rules use (SPEC, alerts). */
+function todayUtc() {
+  return new Date().toISOString().slice(0, 10);
+}
+
+/**
+ * The GP summary's alerts in groups, so that an alert that no longer applies is never
+ * read as one that does: active ones (in the banner's order: category, then most
+ * severe, then newest), any not yet in force, and ended ones (`active_to` before today),
+ * each ended alert saying so in words. An alert is active from `active_from` to
+ * `active_to` inclusive.
+ */
+export function groupGpAlerts(alerts, today = todayUtc()) {
+  const ended = [];
+  const upcoming = [];
+  const active = [];
+  for (const a of alerts) {
+    if (a.active_to && a.active_to < today) ended.push(a);
+    else if (a.active_from && a.active_from > today) upcoming.push(a);
+    else active.push(a);
+  }
+  return {
+    active: sortAlerts(active),
+    upcoming: [...upcoming].sort((a, b) => String(a.active_from).localeCompare(String(b.active_from))),
+    // Most recently ended first.
+    ended: [...ended].sort((a, b) => String(b.active_to).localeCompare(String(a.active_to))
+      || String(b.recorded).localeCompare(String(a.recorded))),
+  };
+}
+
+function gpAlerts(all) {
+  const { active, upcoming, ended } = groupGpAlerts(all);
+  const plural = (n) => `${n} alert${n === 1 ? '' : 's'}`;
+  const parts = [];
+
+  parts.push(el('h3', { id: 'gp-alerts-active-heading', class: 'heading-s', text: `Active GP alerts (${active.length})` }));
+  if (active.length) {
+    parts.push(table({
+      id: 'gp-alerts-active',
+      caption: `Active alerts (${plural(active.length)}): allergies first, then most severe`,
+      columns: ['Category', 'Description', 'Severity', 'Recorded', 'Active until', 'Source'].map((l) => ({ label: l })),
+      rows: active.map((a) => ({
+        attrs: { class: `alert-row alert-${a.severity}`, 'data-category': a.category, 'data-status': 'active' },
+        cells: [label(a.category), a.description, label(a.severity), dateElement(a.recorded),
+          a.active_to ? dateElement(a.active_to) : 'Open-ended', a.source],
+      })),
+    }).wrap);
+  } else {
+    parts.push(el('p', { id: 'gp-alerts-none-active', class: 'empty-state', text: 'No active GP alerts.' }));
+  }
+
+  if (upcoming.length) {
+    parts.push(
+      el('h3', { class: 'heading-s', text: `GP alerts not yet in force (${upcoming.length})` }),
+      table({
+        id: 'gp-alerts-upcoming',
+        caption: `Alerts not yet in force (${plural(upcoming.length)}): soonest first`,
+        columns: ['Category', 'Description', 'Severity', 'Recorded', 'Status', 'Source'].map((l) => ({ label: l })),
+        rows: upcoming.map((a) => ({
+          attrs: { class: 'alert-row alert-row-upcoming', 'data-category': a.category, 'data-status': 'upcoming' },
+          cells: [label(a.category), a.description, label(a.severity), dateElement(a.recorded),
+            el('span', { class: 'tag tag-stale' }, 'Starts ', dateElement(a.active_from),
+              a.active_to ? [', ends ', dateElement(a.active_to)] : null),
+            a.source],
+        })),
+      }).wrap);
+  }
+
+  if (ended.length) {
+    parts.push(
+      el('h3', { class: 'heading-s', text: `Ended GP alerts (${ended.length})` }),
+      el('p', { class: 'hint', text: 'These alerts have ended and no longer apply. They are shown for history only.' }),
+      table({
+        id: 'gp-alerts-ended',
+        caption: `Ended alerts (${plural(ended.length)}): most recently ended first`,
+        columns: ['Category', 'Description', 'Severity', 'Recorded', 'Status', 'Source'].map((l) => ({ label: l })),
+        rows: ended.map((a) => ({
+          attrs: { class: 'alert-row alert-row-ended', 'data-category': a.category, 'data-status': 'ended' },
+          cells: [label(a.category), a.description, label(a.severity), dateElement(a.recorded),
+            el('span', { class: 'tag tag-ended' }, 'Ended ', dateElement(a.active_to)),
+            a.source],
+        })),
+      }).wrap);
+  }
+
+  return el('div', { id: 'gp-alerts', class: 'gp-alerts' }, parts);
+}

@@ -74,12 +74,14 @@ export function render(view, { signal, notice, onSignedIn }) {
     submit.textContent = 'Signing in…';
     submit.setAttribute('aria-disabled', 'true');
     const sentAt = Date.now();
+    let serverDate = null;
     try {
       const dto = await request('/sessions', {
         method: 'POST', body: { username: name, password: pass }, auth: false, signal,
+        onHeaders: (h) => { serverDate = h.get('Date'); },
       });
       password.input.value = '';
-      onSignedIn(dto, sentAt);
+      onSignedIn(dto, sentAt, serverDate);
     } catch (e) {
       if (isAbort(e)) return;
       password.input.value = '';

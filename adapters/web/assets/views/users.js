@@ -12,6 +12,8 @@ const ROLES = ['gp', 'clinician', 'social_worker', 'pharmacist', 'system_manager
 const FIELD_INPUT = {
   username: 'user-username', display_name: 'user-display-name', organisation: 'user-organisation',
   role: 'user-role', password: 'user-password', feed_source: 'user-feed-source',
+  // The API names a feed source it does not know as `source`.
+  source: 'user-feed-source',
 };
 
 export function render(view, { signal, user: me }) {
