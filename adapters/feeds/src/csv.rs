@@ -43,7 +43,7 @@ use care_person::{LocalId, NhsNumber};
 use care_referral::{InvolvementLevel, ReferralDetails, ReferralSource, ReferralStatus};
 use uuid::Uuid;
 
-use crate::intake::{Intake, Outcome, ResubmitError};
+use crate::intake::{Intake, Outcome, ResubmitError, Units};
 
 /// The two kinds of extract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +187,7 @@ pub async fn ingest_csv<R: Read>(
     let source = intake.session().source().id.clone();
     let mut summary = CsvSummary::default();
     let mut message = Vec::new();
+    let mut units = Units::new(intake.session());
     while let Some(line) = file.next_row()? {
         let mapped = header
             .map_row(kind, &file.record, line, &source)
@@ -196,7 +197,9 @@ pub async fn ingest_csv<R: Read>(
         message.push(b'\n');
         message.extend_from_slice(&file.raw);
         let index = usize::try_from(summary.read).unwrap_or(usize::MAX);
-        let report = intake
+        let report = units
+            .intake()
+            .await?
             .submit_mapped(
                 index,
                 kind.format(),
@@ -218,8 +221,10 @@ pub async fn ingest_csv<R: Read>(
                 }
             }
         }
+        units.written().await?;
         progress(file.bytes_read());
     }
+    units.finish().await?;
     progress(file.bytes_read());
     Ok(summary)
 }

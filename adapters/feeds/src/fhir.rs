@@ -110,7 +110,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use crate::hl7::MapError;
-use crate::intake::{Intake, MessageReport, Report, ResubmitError};
+use crate::intake::{Intake, MessageReport, Report, ResubmitError, Units};
 
 fn err(location: impl Into<String>, message: impl Into<String>) -> MapError {
     MapError {
@@ -1384,9 +1384,13 @@ impl Intake {
                 warnings.push(undated_warning(1));
             }
             let mapped = map_resource(&value, &source, &context).map_err(|e| e.to_string());
-            let one = self
+            let mut units = Units::new(self.session());
+            let one = units
+                .intake()
+                .await?
                 .submit_mapped(0, FeedFormat::Fhir, reference_of(&value, None), raw, mapped)
                 .await?;
+            units.finish().await?;
             return Ok(Report {
                 messages: vec![one],
                 warnings,
@@ -1418,7 +1422,9 @@ impl Intake {
             ));
         }
         let mut undated = 0;
+        let mut units = Units::new(self.session());
         for index in application_order(&bundle.entry) {
+            let intake = units.intake().await?;
             let entry = &bundle.entry[index];
             let full_url = entry.full_url.as_deref();
             let message = match &entry.resource {
@@ -1429,20 +1435,23 @@ impl Intake {
                     let bytes = serde_json::to_vec(resource).unwrap_or_default();
                     let mapped =
                         map_resource(resource, &source, &context).map_err(|e| e.to_string());
-                    self.submit_mapped_about(
-                        index,
-                        FeedFormat::Fhir,
-                        reference_of(resource, full_url),
-                        &bytes,
-                        mapped,
-                        &about,
-                    )
-                    .await?
+                    intake
+                        .submit_mapped_about(
+                            index,
+                            FeedFormat::Fhir,
+                            reference_of(resource, full_url),
+                            &bytes,
+                            mapped,
+                            &about,
+                        )
+                        .await?
                 }
-                None => self.fhir_entry_without_resource(index, entry).await?,
+                None => intake.fhir_entry_without_resource(index, entry).await?,
             };
             report.messages.push(message);
+            units.written().await?;
         }
+        units.finish().await?;
         report.messages.sort_by_key(|m| m.index);
         if undated > 0 {
             report.warnings.push(undated_warning(undated));

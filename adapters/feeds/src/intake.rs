@@ -4,8 +4,10 @@
 //! submission (and then nothing after it was acknowledged, so the sender sends again,
 //! which is safe: applying is idempotent).
 
+use std::time::{Duration, Instant};
+
 use care_application::{
-    FeedFormat, FeedSession, IngestCommand, IngestError, Rejected, Resubmission,
+    FeedFormat, FeedSession, FeedUnit, IngestCommand, IngestError, Rejected, Resubmission,
 };
 pub use care_application::{
     FeedReport as Report, MessageReport, MessageResult as Outcome, ResubmitError,
@@ -16,6 +18,81 @@ use care_kernel::UpdateOutcome;
 use care_person::{Identifier, LocalId, NhsNumber};
 
 use crate::hl7;
+
+/// The most messages one unit of work holds, and the longest it stays open: one durable
+/// commit per unit instead of several per message, while the database's write lock (on
+/// SQLite, which reads' audit appends also wait for) is never held for long.
+const UNIT_MESSAGES: usize = 500;
+const UNIT_OPEN_FOR: Duration = Duration::from_millis(100);
+
+/// A submission's messages written in units of work, each committed when it fills up
+/// or has been open long enough, and the last by [`Units::finish`]. Nothing written
+/// through a unit is acknowledged before it commits: if a commit (or anything else)
+/// fails, the submission fails and the sender sends it again, which is safe.
+pub(crate) struct Units<'a> {
+    session: &'a FeedSession,
+    open: Option<OpenUnit>,
+}
+
+struct OpenUnit {
+    intake: Intake,
+    unit: FeedUnit,
+    messages: usize,
+    since: Instant,
+}
+
+impl<'a> Units<'a> {
+    pub(crate) fn new(session: &'a FeedSession) -> Self {
+        Self {
+            session,
+            open: None,
+        }
+    }
+
+    /// The intake to submit the next message through (opening a unit if none is open).
+    pub(crate) async fn intake(&mut self) -> Result<&Intake, IngestError> {
+        if self.open.is_none() {
+            let unit = self.session.unit().await?;
+            self.open = Some(OpenUnit {
+                intake: Intake::new(unit.session().clone()),
+                unit,
+                messages: 0,
+                since: Instant::now(),
+            });
+        }
+        match &self.open {
+            Some(open) => Ok(&open.intake),
+            None => Err(IngestError::Unexpected(anyhow::anyhow!("no unit of work"))),
+        }
+    }
+
+    /// Counts a message written; commits the unit when it is full or old enough.
+    pub(crate) async fn written(&mut self) -> Result<(), IngestError> {
+        let full = self.open.as_mut().is_some_and(|open| {
+            open.messages += 1;
+            open.messages >= UNIT_MESSAGES || open.since.elapsed() >= UNIT_OPEN_FOR
+        });
+        if full {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), IngestError> {
+        match self.open.take() {
+            Some(open) => {
+                drop(open.intake);
+                open.unit.commit().await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Commits what is still open: only then may the submission be acknowledged.
+    pub(crate) async fn finish(mut self) -> Result<(), IngestError> {
+        self.commit().await
+    }
+}
 
 /// The feed pipeline over one session.
 #[derive(Debug, Clone)]
@@ -127,12 +204,20 @@ impl Intake {
         })
     }
 
-    /// One HL7 v2 message (an MLLP frame): parsed, mapped, applied or quarantined.
+    /// One HL7 v2 message (an MLLP frame): parsed, mapped, applied or quarantined, in
+    /// one unit of work with the source's counters (one durable commit).
     pub async fn hl7_message(
         &self,
         index: usize,
         raw: &[u8],
     ) -> Result<MessageReport, IngestError> {
+        let mut units = Units::new(&self.session);
+        let report = units.intake().await?.hl7_one(index, raw).await?;
+        units.finish().await?;
+        Ok(report)
+    }
+
+    async fn hl7_one(&self, index: usize, raw: &[u8]) -> Result<MessageReport, IngestError> {
         match care_hl7::decode(raw) {
             Ok(text) => self.hl7_text(index, &text, raw).await,
             Err(e) => {
@@ -193,12 +278,16 @@ impl Intake {
             messages: Vec::with_capacity(batch.messages().len()),
             warnings: batch.warnings().iter().map(ToString::to_string).collect(),
         };
+        let mut units = Units::new(&self.session);
         for (index, message) in batch.messages().iter().enumerate() {
             let raw = with_terminator(&text, message);
+            let intake = units.intake().await?;
             report
                 .messages
-                .push(self.hl7_text(index, message, raw.as_bytes()).await?);
+                .push(intake.hl7_text(index, message, raw.as_bytes()).await?);
+            units.written().await?;
         }
+        units.finish().await?;
         Ok(report)
     }
 }
