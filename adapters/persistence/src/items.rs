@@ -8,7 +8,7 @@ use care_alert::Alert;
 use care_application::{AlertRepository, ReferralRepository, RepoError};
 use care_kernel::{PersonId, SourceId};
 use care_referral::Referral;
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::{ConnectionTrait, DbBackend, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -180,13 +180,18 @@ impl<T: StoredItem> SqlItems<T> {
             let (columns, row) = insert_row(item)?;
             let (sql, values) = crate::people::insert_rows(T::TABLE, &columns, vec![row]);
             // A taken id or a taken (source, reference) both mean someone got there first.
-            // In its own (nested) transaction: in a unit of work on PostgreSQL, a failed
-            // statement would otherwise abort the whole unit, not just this write.
-            let txn = self.db.conn.begin().await.map_err(unexpected)?;
-            txn.execute_raw(self.db.statement(&sql, values))
-                .await
-                .map_err(|e| unique_or_unexpected(e, || RepoError::Conflict))?;
-            txn.commit().await.map_err(unexpected)?;
+            let insert = self.db.statement(&sql, values);
+            let conflict = |e| unique_or_unexpected(e, || RepoError::Conflict);
+            if self.db.backend() == DbBackend::Postgres {
+                // In its own (nested) transaction: in a unit of work on PostgreSQL a failed
+                // statement would otherwise abort the whole unit, not just this write (a
+                // failed statement on SQLite undoes only itself).
+                let txn = self.db.conn.begin().await.map_err(unexpected)?;
+                txn.execute_raw(insert).await.map_err(conflict)?;
+                txn.commit().await.map_err(unexpected)?;
+            } else {
+                self.db.conn.execute_raw(insert).await.map_err(conflict)?;
+            }
         } else {
             let body = to_json(item)?;
             let person = item.person().to_string();
