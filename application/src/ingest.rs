@@ -399,6 +399,11 @@ impl FeedUnit {
         &self.session
     }
 
+    /// How many feed messages the unit should hold at most.
+    pub fn capacity(&self) -> usize {
+        self.unit.capacity()
+    }
+
     /// Makes everything written through the unit durable; only then may it be
     /// acknowledged.
     pub async fn commit(self) -> Result<(), IngestError> {

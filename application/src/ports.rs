@@ -671,6 +671,10 @@ pub trait UnitOfWork: Send + Sync {
 /// An open unit of work (see [`UnitOfWork`]).
 #[async_trait]
 pub trait Unit: Send + Sync {
+    /// How many feed messages this unit should hold at most: as many as the database
+    /// can keep in one transaction without holding up others for long (PostgreSQL
+    /// keeps each row's lock until commit, so a unit there holds one message).
+    fn capacity(&self) -> usize;
     /// The stores to write through within this unit, given those used outside it (a
     /// unit that has no transaction of its own hands those back).
     fn stores(&self, outside: &FeedStores) -> FeedStores;

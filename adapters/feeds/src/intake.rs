@@ -19,11 +19,11 @@ use care_person::{Identifier, LocalId, NhsNumber};
 
 use crate::hl7;
 
-/// The most messages one unit of work holds, and the longest it stays open: one durable
-/// commit per unit instead of several per message, while the database's write lock (on
-/// SQLite, which reads' audit appends also wait for) is never held for long.
-const UNIT_MESSAGES: usize = 500;
-const UNIT_OPEN_FOR: Duration = Duration::from_millis(100);
+/// The longest a unit of work stays open: one durable commit per unit instead of several
+/// per message, while the database's write lock (on SQLite, which readers' audit appends
+/// also wait for, in turn) is never held for long. How many messages a unit holds is
+/// the database's say (`FeedUnit::capacity`).
+const UNIT_OPEN_FOR: Duration = Duration::from_millis(50);
 
 /// A submission's messages written in units of work, each committed when it fills up
 /// or has been open long enough, and the last by [`Units::finish`]. Nothing written
@@ -32,6 +32,10 @@ const UNIT_OPEN_FOR: Duration = Duration::from_millis(100);
 pub(crate) struct Units<'a> {
     session: &'a FeedSession,
     open: Option<OpenUnit>,
+    /// Whether to leave the database to others between units for as long as the unit
+    /// held it (a batch job in its own process, which the server's fair write queue
+    /// cannot see).
+    share: bool,
 }
 
 struct OpenUnit {
@@ -46,6 +50,15 @@ impl<'a> Units<'a> {
         Self {
             session,
             open: None,
+            share: false,
+        }
+    }
+
+    /// Units that leave the database to other processes between them (see `share`).
+    pub(crate) fn sharing(session: &'a FeedSession) -> Self {
+        Self {
+            share: true,
+            ..Self::new(session)
         }
     }
 
@@ -70,7 +83,7 @@ impl<'a> Units<'a> {
     pub(crate) async fn written(&mut self) -> Result<(), IngestError> {
         let full = self.open.as_mut().is_some_and(|open| {
             open.messages += 1;
-            open.messages >= UNIT_MESSAGES || open.since.elapsed() >= UNIT_OPEN_FOR
+            open.messages >= open.unit.capacity() || open.since.elapsed() >= UNIT_OPEN_FOR
         });
         if full {
             self.commit().await?;
@@ -82,7 +95,12 @@ impl<'a> Units<'a> {
         match self.open.take() {
             Some(open) => {
                 drop(open.intake);
-                open.unit.commit().await
+                let several = open.unit.capacity() > 1;
+                open.unit.commit().await?;
+                if self.share && several {
+                    tokio::time::sleep(open.since.elapsed().min(UNIT_OPEN_FOR)).await;
+                }
+                Ok(())
             }
             None => Ok(()),
         }

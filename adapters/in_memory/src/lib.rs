@@ -103,6 +103,10 @@ impl UnitOfWork for InMemoryUnits {
 
 #[async_trait]
 impl Unit for InMemoryUnits {
+    fn capacity(&self) -> usize {
+        500
+    }
+
     fn stores(&self, outside: &FeedStores) -> FeedStores {
         outside.clone()
     }

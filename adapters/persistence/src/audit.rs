@@ -168,6 +168,7 @@ async fn write_batch(
             ..TransactionOptions::default()
         },
     };
+    let _turn = db.write_turn().await;
     let txn = db
         .conn
         .begin_with_options(options)

@@ -10,10 +10,17 @@ use sea_orm::{
 };
 use tokio::sync::Mutex;
 
+/// Whose turn it is to write, on SQLite: one writer at a time in this process, served
+/// in the order they asked (tokio's mutex is fair). SQLite has one write lock, and a
+/// writer that finds it taken only polls (the busy timeout), so without a queue a busy
+/// feed could keep readers' audit appends out for seconds.
+pub(crate) type Turn = Arc<Mutex<()>>;
+
 /// The pool, or a unit of work's transaction (taken out when the unit commits).
 #[derive(Debug, Clone)]
 pub(crate) enum Conn {
-    Pool(DatabaseConnection),
+    /// The pool, and (SQLite) the write turn a single statement on it takes.
+    Pool(DatabaseConnection, Option<Turn>),
     Unit {
         backend: DbBackend,
         tx: Arc<Mutex<Option<DatabaseTransaction>>>,
@@ -28,7 +35,7 @@ impl Conn {
     /// A transaction: on the pool, a new one; in a unit, a savepoint within it.
     pub(crate) async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
         match self {
-            Conn::Pool(pool) => pool.begin().await,
+            Conn::Pool(pool, _) => pool.begin().await,
             Conn::Unit { tx, .. } => tx.lock().await.as_ref().ok_or_else(ended)?.begin().await,
         }
     }
@@ -39,7 +46,7 @@ impl Conn {
         options: TransactionOptions,
     ) -> Result<DatabaseTransaction, DbErr> {
         match self {
-            Conn::Pool(pool) => pool.begin_with_options(options).await,
+            Conn::Pool(pool, _) => pool.begin_with_options(options).await,
             Conn::Unit { .. } => self.begin().await,
         }
     }
@@ -49,14 +56,20 @@ impl Conn {
 impl ConnectionTrait for Conn {
     fn get_database_backend(&self) -> DbBackend {
         match self {
-            Conn::Pool(pool) => pool.get_database_backend(),
+            Conn::Pool(pool, _) => pool.get_database_backend(),
             Conn::Unit { backend, .. } => *backend,
         }
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self {
-            Conn::Pool(pool) => pool.execute_raw(stmt).await,
+            Conn::Pool(pool, turn) => {
+                let _turn = match turn {
+                    Some(turn) => Some(turn.lock().await),
+                    None => None,
+                };
+                pool.execute_raw(stmt).await
+            }
             Conn::Unit { tx, .. } => {
                 tx.lock()
                     .await
@@ -70,7 +83,13 @@ impl ConnectionTrait for Conn {
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match self {
-            Conn::Pool(pool) => pool.execute_unprepared(sql).await,
+            Conn::Pool(pool, turn) => {
+                let _turn = match turn {
+                    Some(turn) => Some(turn.lock().await),
+                    None => None,
+                };
+                pool.execute_unprepared(sql).await
+            }
             Conn::Unit { tx, .. } => {
                 tx.lock()
                     .await
@@ -84,7 +103,7 @@ impl ConnectionTrait for Conn {
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match self {
-            Conn::Pool(pool) => pool.query_one_raw(stmt).await,
+            Conn::Pool(pool, _) => pool.query_one_raw(stmt).await,
             Conn::Unit { tx, .. } => {
                 tx.lock()
                     .await
@@ -98,7 +117,7 @@ impl ConnectionTrait for Conn {
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self {
-            Conn::Pool(pool) => pool.query_all_raw(stmt).await,
+            Conn::Pool(pool, _) => pool.query_all_raw(stmt).await,
             Conn::Unit { tx, .. } => {
                 tx.lock()
                     .await

@@ -166,6 +166,7 @@ impl Database {
 
     /// Writes a prepared batch in one transaction.
     pub async fn write_import(&self, prepared: PreparedImport) -> Result<(), RepoError> {
+        let _turn = self.write_turn().await;
         let txn = self.conn.begin().await.map_err(unexpected)?;
         for statement in prepared.statements {
             txn.execute_raw(statement)

@@ -147,8 +147,10 @@ impl Database {
         let conn = SeaDatabase::connect(options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
+        let turn = (conn.get_database_backend() == DbBackend::Sqlite)
+            .then(|| Arc::new(tokio::sync::Mutex::new(())));
         Ok(Self {
-            conn: conn::Conn::Pool(conn.clone()),
+            conn: conn::Conn::Pool(conn.clone(), turn),
             pool: conn,
         })
     }
@@ -217,6 +219,15 @@ impl Database {
         }
     }
 
+    /// Waits for this process's turn to write, on SQLite (held until dropped); `None`
+    /// on PostgreSQL, and within a unit of work (which holds the turn already).
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.conn {
+            conn::Conn::Pool(_, Some(turn)) => Some(turn.clone().lock_owned().await),
+            _ => None,
+        }
+    }
+
     /// Opens a unit of work: one transaction (on SQLite `BEGIN IMMEDIATE`, so it holds
     /// the write lock from the start and never fails to upgrade a read; on PostgreSQL
     /// READ COMMITTED) that every store built on the returned database shares.
@@ -231,6 +242,7 @@ impl Database {
                 ..sea_orm::TransactionOptions::default()
             },
         };
+        let turn = self.write_turn().await;
         let tx = self
             .conn
             .begin_with_options(options)
@@ -238,6 +250,11 @@ impl Database {
             .map_err(unexpected)?;
         let tx = Arc::new(tokio::sync::Mutex::new(Some(tx)));
         Ok(SqlUnit {
+            _turn: turn,
+            capacity: match self.backend() {
+                DbBackend::Postgres => UNIT_CAPACITY_POSTGRES,
+                _ => UNIT_CAPACITY_SQLITE,
+            },
             db: Database {
                 pool: self.pool.clone(),
                 conn: conn::Conn::Unit {
@@ -421,12 +438,28 @@ impl UnitOfWork for SqlUnits {
 /// without `commit`, it is rolled back.
 #[derive(Debug)]
 pub struct SqlUnit {
+    /// The transaction's statements; dropped before the turn.
     db: Database,
+    capacity: usize,
     tx: Arc<tokio::sync::Mutex<Option<sea_orm::DatabaseTransaction>>>,
+    /// This process's turn to write (SQLite), until the unit ends.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
+
+/// How many feed messages a unit holds on SQLite: one writer at a time anyway, and each
+/// unit waits its turn in a fair queue, so units can be large; they are also cut at
+/// 50 ms by the feeds (the longest a reader's audit append waits for a feed).
+const UNIT_CAPACITY_SQLITE: usize = 500;
+/// On PostgreSQL one: a unit holds its rows' locks until it commits, and two units that
+/// touch the same people in another order would deadlock.
+const UNIT_CAPACITY_POSTGRES: usize = 1;
 
 #[async_trait::async_trait]
 impl Unit for SqlUnit {
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     fn stores(&self, _outside: &FeedStores) -> FeedStores {
         FeedStores {
             people: Arc::new(SqlPeople::new(self.db.clone())),

@@ -271,6 +271,7 @@ impl PersonRepository for SqlPeople {
     }
 
     async fn save(&self, person: &Person) -> Result<u64, RepoError> {
+        let _turn = self.db.write_turn().await;
         let txn = self.db.conn.begin().await.map_err(unexpected)?;
         let version = self.write(&txn, person).await?;
         txn.commit().await.map_err(unexpected)?;
@@ -278,6 +279,7 @@ impl PersonRepository for SqlPeople {
     }
 
     async fn save_merge(&self, survivor: &Person, retired: &Person) -> Result<(), RepoError> {
+        let _turn = self.db.write_turn().await;
         let txn = self.db.conn.begin().await.map_err(unexpected)?;
         // The retired record gives up its identifiers first, then the survivor takes them.
         self.write(&txn, retired).await?;

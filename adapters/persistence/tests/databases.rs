@@ -302,3 +302,72 @@ async fn postgres_adapters_keep_every_port_contract() {
     two_servers_one_chain(&url).await;
     tampering_is_refused_and_found(&db).await;
 }
+
+/// On SQLite one writer at a time: back-to-back units of work must not keep the other
+/// writers of the process (readers' audit appends, session touches) out. They wait
+/// their turn in a fair queue, at most about one unit each, instead of polling SQLite's
+/// busy timeout and rarely finding the lock free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_writers_get_their_turn_between_units_of_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("turns.db").display());
+    let db = Database::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    let ports = db.ports(
+        Arc::new(care_in_memory::SpecPolicy::default()),
+        Arc::new(care_in_memory::SystemClock),
+        Arc::new(care_in_memory::UuidV7Ids),
+    );
+    let outside = ports.feed_stores();
+    let units = ports.units.clone();
+    let feed = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut n = 0;
+        while started.elapsed() < std::time::Duration::from_millis(1500) {
+            let unit = units.begin().await.unwrap();
+            let stores = unit.stores(&outside);
+            for _ in 0..20 {
+                n += 1;
+                let mut person =
+                    care_person::Person::new(PersonId::from_uuid(uuid::Uuid::new_v4()));
+                person
+                    .add_identifier(care_person::Identifier::Local(
+                        care_person::LocalId::new(
+                            care_kernel::SourceId::parse("turns").unwrap(),
+                            &format!("L{n}"),
+                        )
+                        .unwrap(),
+                    ))
+                    .unwrap();
+                stores.people.save(&person).await.unwrap();
+            }
+            // A unit that holds the lock a while, as a busy batch does.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            unit.commit().await.unwrap();
+        }
+    });
+    let log = SqlSecurityLog::new(db.clone());
+    let mut worst = std::time::Duration::ZERO;
+    let mut writes = 0;
+    while !feed.is_finished() {
+        let asked = std::time::Instant::now();
+        log.append(&SecurityEvent {
+            at: Timestamp::from_timestamp(1_760_000_000, 0).unwrap(),
+            kind: SecurityEventKind::SignInFailed,
+            user: None,
+            client: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            detail: Some("turns".into()),
+        })
+        .await
+        .unwrap();
+        worst = worst.max(asked.elapsed());
+        writes += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    feed.await.unwrap();
+    assert!(writes >= 10, "only {writes} writes got in beside the units");
+    assert!(
+        worst < std::time::Duration::from_millis(500),
+        "a writer waited {worst:?} beside the units"
+    );
+}

@@ -1,7 +1,10 @@
 //! A read-through cache of the feed-source list for the server: every record summary
 //! names its sources with their freshness, and the list changes only when a feed
-//! message arrives. Served for at most [`SOURCES_TTL`]; a write through this process
-//! empties it at once (other servers see the change within the TTL).
+//! message arrives. Served for at most [`SOURCES_TTL`]: feed messages write their
+//! sources' counters inside their unit of work, past this cache (writing through it
+//! would leave the unit's transaction), so a summary's freshness may lag a feed by up to
+//! the TTL, on this server as on others. A write through the cache itself (registering
+//! a source) empties it at once.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
