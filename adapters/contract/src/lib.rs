@@ -1562,6 +1562,17 @@ pub async fn unit_of_work(units: &dyn UnitOfWork, outside: &FeedStores) {
         matches!(stores.alerts.save(&alert).await, Err(RepoError::Conflict)),
         "the same new alert twice"
     );
+    // A write that fails halfway (its row inserted, then an identifier already held)
+    // leaves nothing of itself, and the unit goes on.
+    let mut thief = Person::new(fresh_person_id());
+    thief
+        .add_identifier(Identifier::Nhs(person.nhs_number().unwrap().clone()))
+        .unwrap();
+    assert!(matches!(
+        stores.people.save(&thief).await,
+        Err(RepoError::IdentifierTaken(_))
+    ));
+    assert_eq!(stores.people.get(thief.id()).await.unwrap(), None);
     stores
         .sources
         .record_activity(&acute.id, at(500), MessageOutcome::Applied)
@@ -1606,6 +1617,28 @@ pub async fn unit_of_work(units: &dyn UnitOfWork, outside: &FeedStores) {
         saved.expect("a dropped unit released its locks").unwrap(),
         1
     );
+
+    // Units open at the same time, over different people, both commit (a database
+    // with one writer makes the second wait for the first, never fail).
+    let (a, b) = (
+        sample_person("Together", date(1991, 2, 3), &fresh_postcode()),
+        sample_person("Alongside", date(1992, 3, 4), &fresh_postcode()),
+    );
+    let write = |p: Person| async move {
+        let unit = units.begin().await.unwrap();
+        unit.stores(outside).people.save(&p).await.unwrap();
+        tokio::task::yield_now().await;
+        unit.commit().await.unwrap();
+        p.id()
+    };
+    let both = tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::join!(write(a.clone()), write(b.clone()))
+    })
+    .await
+    .expect("two units at once both finish");
+    for id in [both.0, both.1] {
+        assert!(outside.people.get(id).await.unwrap().is_some());
+    }
 
     // Units one after another each commit on their own.
     for n in 0..3 {
