@@ -224,10 +224,9 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
                 .contains_key(poem::http::header::TRANSFER_ENCODING)
         {
             let read =
-                tokio::time::timeout(BODY_READ_LIMIT, req.take_body().into_bytes_limit(limit))
-                    .await;
+                tokio::time::timeout(BODY_READ_LIMIT, read_capped(req.take_body(), limit)).await;
             match read {
-                Ok(Ok(bytes)) => req.set_body(bytes),
+                Ok(Ok(Some(bytes))) => req.set_body(bytes),
                 Err(_) => {
                     return Ok(problem_response(Problem::invalid(
                         "body",
@@ -235,6 +234,12 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
                     )));
                 }
                 Ok(Err(_)) => {
+                    return Ok(problem_response(Problem::invalid(
+                        "body",
+                        "was not received completely",
+                    )));
+                }
+                Ok(Ok(None)) => {
                     return Ok(problem_response(Problem::invalid(
                         "body",
                         &format!("must be at most {limit} bytes"),
@@ -246,6 +251,44 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
         self.inner.call(req).await.map(IntoResponse::into_response)
     }
 }
+
+/// Reads a body of at most `limit` bytes; `None` when it is longer. A longer body is
+/// read on and thrown away for a little while (up to [`DRAIN_MAX`] more bytes, for up
+/// to [`DRAIN_FOR`]) before the answer goes out: closing on a client that is still
+/// sending makes its TCP stack reset the connection, and the reset can discard the 400
+/// it had been sent (the "lingering close" web servers do).
+async fn read_capped(body: poem::Body, limit: usize) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt;
+    let mut reader = body.into_async_read();
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(Some(bytes));
+        }
+        if bytes.len() + n > limit {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+    let drain = async {
+        let mut drained = 0usize;
+        while drained < DRAIN_MAX {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_FOR, drain).await;
+    Ok(None)
+}
+
+/// How much of a too-large body is read and thrown away before answering.
+const DRAIN_MAX: usize = 1024 * 1024;
+/// How long a too-large body is drained before answering.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long a feed waits for one of the large-body slots before 503.
 const FEED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
