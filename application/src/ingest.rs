@@ -404,6 +404,11 @@ impl FeedUnit {
         self.unit.capacity()
     }
 
+    /// Whether others wait for the database this unit holds: commit soon.
+    pub fn others_waiting(&self) -> bool {
+        self.unit.others_waiting()
+    }
+
     /// Makes everything written through the unit durable; only then may it be
     /// acknowledged.
     pub async fn commit(self) -> Result<(), IngestError> {

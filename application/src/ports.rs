@@ -675,6 +675,11 @@ pub trait Unit: Send + Sync {
     /// can keep in one transaction without holding up others for long (PostgreSQL
     /// keeps each row's lock until commit, so a unit there holds one message).
     fn capacity(&self) -> usize;
+    /// Whether others are waiting for the database this unit holds (a reader's audit
+    /// append on SQLite): the unit should then commit after its current message.
+    fn others_waiting(&self) -> bool {
+        false
+    }
     /// The stores to write through within this unit, given those used outside it (a
     /// unit that has no transaction of its own hands those back).
     fn stores(&self, outside: &FeedStores) -> FeedStores;

@@ -21,7 +21,8 @@ use crate::hl7;
 
 /// The longest a unit of work stays open: one durable commit per unit instead of several
 /// per message, while the database's write lock (on SQLite, which readers' audit appends
-/// also wait for, in turn) is never held for long. How many messages a unit holds is
+/// also wait for, in turn) is never held for long. A unit also commits as soon as another
+/// writer waits for the database (`FeedUnit::others_waiting`). How many messages a unit holds is
 /// the database's say (`FeedUnit::capacity`).
 const UNIT_OPEN_FOR: Duration = Duration::from_millis(50);
 
@@ -83,7 +84,9 @@ impl<'a> Units<'a> {
     pub(crate) async fn written(&mut self) -> Result<(), IngestError> {
         let full = self.open.as_mut().is_some_and(|open| {
             open.messages += 1;
-            open.messages >= open.unit.capacity() || open.since.elapsed() >= UNIT_OPEN_FOR
+            open.messages >= open.unit.capacity()
+                || open.since.elapsed() >= UNIT_OPEN_FOR
+                || open.unit.others_waiting()
         });
         if full {
             self.commit().await?;

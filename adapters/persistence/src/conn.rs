@@ -14,7 +14,47 @@ use tokio::sync::Mutex;
 /// in the order they asked (tokio's mutex is fair). SQLite has one write lock, and a
 /// writer that finds it taken only polls (the busy timeout), so without a queue a busy
 /// feed could keep readers' audit appends out for seconds.
-pub(crate) type Turn = Arc<Mutex<()>>;
+///
+/// Writers other than units of work are counted while they wait, so that a unit can see
+/// that someone is waiting and commit early ([`Turn::others_waiting`]): a reader's audit
+/// append then waits for one feed message, not for a whole unit.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Turn {
+    lock: Arc<Mutex<()>>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a writer as waiting until dropped (also when its wait is cancelled).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Turn {
+    /// The turn for a writer other than a unit of work, counted while it waits.
+    pub(crate) async fn take(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        if let Ok(guard) = self.lock.clone().try_lock_owned() {
+            return guard;
+        }
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _counted = Waiting(&self.waiting);
+        self.lock.clone().lock_owned().await
+    }
+
+    /// The turn for a unit of work (not counted: units take turns among themselves).
+    pub(crate) async fn take_for_unit(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.lock.clone().lock_owned().await
+    }
+
+    /// Whether a writer other than a unit is waiting for the turn.
+    pub(crate) fn others_waiting(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+}
 
 /// The pool, or a unit of work's transaction (taken out when the unit commits).
 #[derive(Debug, Clone)]
@@ -65,7 +105,7 @@ impl ConnectionTrait for Conn {
         match self {
             Conn::Pool(pool, turn) => {
                 let _turn = match turn {
-                    Some(turn) => Some(turn.lock().await),
+                    Some(turn) => Some(turn.take().await),
                     None => None,
                 };
                 pool.execute_raw(stmt).await
@@ -85,7 +125,7 @@ impl ConnectionTrait for Conn {
         match self {
             Conn::Pool(pool, turn) => {
                 let _turn = match turn {
-                    Some(turn) => Some(turn.lock().await),
+                    Some(turn) => Some(turn.take().await),
                     None => None,
                 };
                 pool.execute_unprepared(sql).await

@@ -147,8 +147,7 @@ impl Database {
         let conn = SeaDatabase::connect(options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
-        let turn = (conn.get_database_backend() == DbBackend::Sqlite)
-            .then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let turn = (conn.get_database_backend() == DbBackend::Sqlite).then(conn::Turn::default);
         Ok(Self {
             conn: conn::Conn::Pool(conn.clone(), turn),
             pool: conn,
@@ -223,7 +222,7 @@ impl Database {
     /// on PostgreSQL, and within a unit of work (which holds the turn already).
     pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.conn {
-            conn::Conn::Pool(_, Some(turn)) => Some(turn.clone().lock_owned().await),
+            conn::Conn::Pool(_, Some(turn)) => Some(turn.take().await),
             _ => None,
         }
     }
@@ -242,7 +241,12 @@ impl Database {
                 ..sea_orm::TransactionOptions::default()
             },
         };
-        let turn = self.write_turn().await;
+        let (turn, guard) = match &self.conn {
+            conn::Conn::Pool(_, Some(turn)) => {
+                (Some(turn.clone()), Some(turn.take_for_unit().await))
+            }
+            _ => (None, None),
+        };
         let tx = self
             .conn
             .begin_with_options(options)
@@ -250,7 +254,8 @@ impl Database {
             .map_err(unexpected)?;
         let tx = Arc::new(tokio::sync::Mutex::new(Some(tx)));
         Ok(SqlUnit {
-            _turn: turn,
+            _turn: guard,
+            turn,
             capacity: match self.backend() {
                 DbBackend::Postgres => UNIT_CAPACITY_POSTGRES,
                 _ => UNIT_CAPACITY_SQLITE,
@@ -444,6 +449,8 @@ pub struct SqlUnit {
     tx: Arc<tokio::sync::Mutex<Option<sea_orm::DatabaseTransaction>>>,
     /// This process's turn to write (SQLite), until the unit ends.
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// The queue for it, to see whether other writers wait.
+    turn: Option<conn::Turn>,
 }
 
 /// How many feed messages a unit holds on SQLite: one writer at a time anyway, and each
@@ -458,6 +465,10 @@ const UNIT_CAPACITY_POSTGRES: usize = 1;
 impl Unit for SqlUnit {
     fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    fn others_waiting(&self) -> bool {
+        self.turn.as_ref().is_some_and(conn::Turn::others_waiting)
     }
 
     fn stores(&self, _outside: &FeedStores) -> FeedStores {

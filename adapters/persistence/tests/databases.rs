@@ -370,4 +370,36 @@ async fn sqlite_writers_get_their_turn_between_units_of_work() {
         worst < std::time::Duration::from_millis(500),
         "a writer waited {worst:?} beside the units"
     );
+
+    // A unit sees that another writer waits (so the feeds commit early for it), and
+    // no longer once that writer got its turn.
+    let unit = ports.units.begin().await.unwrap();
+    assert!(!unit.others_waiting(), "no one waits yet");
+    let waiter = {
+        let log = SqlSecurityLog::new(db.clone());
+        tokio::spawn(async move {
+            log.append(&SecurityEvent {
+                at: Timestamp::from_timestamp(1_760_000_001, 0).unwrap(),
+                kind: SecurityEventKind::SignInFailed,
+                user: None,
+                client: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                detail: Some("waiting".into()),
+            })
+            .await
+            .unwrap();
+        })
+    };
+    let asked = std::time::Instant::now();
+    while !unit.others_waiting() {
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(5),
+            "the unit never saw the waiting writer"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    unit.commit().await.unwrap();
+    waiter.await.unwrap();
+    let next = ports.units.begin().await.unwrap();
+    assert!(!next.others_waiting(), "the writer is counted only while it waits");
+    next.commit().await.unwrap();
 }
