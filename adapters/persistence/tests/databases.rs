@@ -400,6 +400,9 @@ async fn sqlite_writers_get_their_turn_between_units_of_work() {
     unit.commit().await.unwrap();
     waiter.await.unwrap();
     let next = ports.units.begin().await.unwrap();
-    assert!(!next.others_waiting(), "the writer is counted only while it waits");
+    assert!(
+        !next.others_waiting(),
+        "the writer is counted only while it waits"
+    );
     next.commit().await.unwrap();
 }
