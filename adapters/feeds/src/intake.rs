@@ -65,19 +65,19 @@ impl<'a> Units<'a> {
 
     /// The intake to submit the next message through (opening a unit if none is open).
     pub(crate) async fn intake(&mut self) -> Result<&Intake, IngestError> {
-        if self.open.is_none() {
-            let unit = self.session.unit().await?;
-            self.open = Some(OpenUnit {
-                intake: Intake::new(unit.session().clone()),
-                unit,
-                messages: 0,
-                since: Instant::now(),
-            });
-        }
-        match &self.open {
-            Some(open) => Ok(&open.intake),
-            None => Err(IngestError::Unexpected(anyhow::anyhow!("no unit of work"))),
-        }
+        let open = match self.open.take() {
+            Some(open) => open,
+            None => {
+                let unit = self.session.unit().await?;
+                OpenUnit {
+                    intake: Intake::new(unit.session().clone()),
+                    unit,
+                    messages: 0,
+                    since: Instant::now(),
+                }
+            }
+        };
+        Ok(&self.open.insert(open).intake)
     }
 
     /// Counts a message written; commits the unit when it is full or old enough.
@@ -97,7 +97,6 @@ impl<'a> Units<'a> {
     async fn commit(&mut self) -> Result<(), IngestError> {
         match self.open.take() {
             Some(open) => {
-                drop(open.intake);
                 let several = open.unit.capacity() > 1;
                 open.unit.commit().await?;
                 if self.share && several {

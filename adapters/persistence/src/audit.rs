@@ -13,10 +13,7 @@ use async_trait::async_trait;
 use care_access_audit::{AuditEvent, ChainHead, ChainedEvent, Hash};
 use care_application::{AuditError, AuditLog, RepoError};
 use care_kernel::{PersonId, Timestamp};
-use sea_orm::{
-    ConnectionTrait, DbBackend, IsolationLevel, QueryResult, SqliteTransactionMode,
-    TransactionOptions, Value,
-};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Database, col, from_json, micros, to_json, unexpected};
@@ -156,22 +153,10 @@ async fn write_batch(
     db: &Database,
     events: Vec<AuditEvent>,
 ) -> Result<Vec<ChainedEvent>, RepoError> {
-    let options = match db.backend() {
-        // Whatever the server's default, the head row lock needs READ COMMITTED: under
-        // REPEATABLE READ a second server's FOR UPDATE would fail instead of waiting.
-        DbBackend::Postgres => TransactionOptions {
-            isolation_level: Some(IsolationLevel::ReadCommitted),
-            ..TransactionOptions::default()
-        },
-        _ => TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        },
-    };
     let _turn = db.write_turn().await;
     let txn = db
         .conn
-        .begin_with_options(options)
+        .begin_with_options(crate::conn::write_options(db.backend()))
         .await
         .map_err(unexpected)?;
     let lock = match db.backend() {

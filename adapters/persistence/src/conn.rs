@@ -67,16 +67,48 @@ pub(crate) enum Conn {
     },
 }
 
-fn ended() -> DbErr {
-    DbErr::Custom("the unit of work has ended (committed or rolled back)".to_owned())
+/// A unit's transaction, while it is open.
+async fn open(
+    tx: &Mutex<Option<DatabaseTransaction>>,
+) -> Result<tokio::sync::MappedMutexGuard<'_, DatabaseTransaction>, DbErr> {
+    tokio::sync::MutexGuard::try_map(tx.lock().await, Option::as_mut).map_err(|_| {
+        DbErr::Custom("the unit of work has ended (committed or rolled back)".to_owned())
+    })
+}
+
+/// The options of a write transaction (a unit of work, an audit batch): on PostgreSQL
+/// READ COMMITTED, whatever the server's default (under REPEATABLE READ a second
+/// server's `FOR UPDATE` on the audit head would fail instead of waiting); on SQLite
+/// `BEGIN IMMEDIATE`, which holds the write lock from the start and so never fails to
+/// upgrade a read.
+pub(crate) fn write_options(backend: DbBackend) -> TransactionOptions {
+    match backend {
+        DbBackend::Postgres => TransactionOptions {
+            isolation_level: Some(sea_orm::IsolationLevel::ReadCommitted),
+            ..TransactionOptions::default()
+        },
+        _ => TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        },
+    }
 }
 
 impl Conn {
+    /// Waits for this process's turn to write, on SQLite (held until dropped); `None`
+    /// on PostgreSQL, and within a unit of work (which holds the turn already).
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self {
+            Conn::Pool(_, Some(turn)) => Some(turn.take().await),
+            _ => None,
+        }
+    }
+
     /// A transaction: on the pool, a new one; in a unit, a savepoint within it.
     pub(crate) async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
         match self {
             Conn::Pool(pool, _) => pool.begin().await,
-            Conn::Unit { tx, .. } => tx.lock().await.as_ref().ok_or_else(ended)?.begin().await,
+            Conn::Unit { tx, .. } => open(tx).await?.begin().await,
         }
     }
 
@@ -103,69 +135,35 @@ impl ConnectionTrait for Conn {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self {
-            Conn::Pool(pool, turn) => {
-                let _turn = match turn {
-                    Some(turn) => Some(turn.take().await),
-                    None => None,
-                };
+            Conn::Pool(pool, _) => {
+                let _turn = self.write_turn().await;
                 pool.execute_raw(stmt).await
             }
-            Conn::Unit { tx, .. } => {
-                tx.lock()
-                    .await
-                    .as_ref()
-                    .ok_or_else(ended)?
-                    .execute_raw(stmt)
-                    .await
-            }
+            Conn::Unit { tx, .. } => open(tx).await?.execute_raw(stmt).await,
         }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match self {
-            Conn::Pool(pool, turn) => {
-                let _turn = match turn {
-                    Some(turn) => Some(turn.take().await),
-                    None => None,
-                };
+            Conn::Pool(pool, _) => {
+                let _turn = self.write_turn().await;
                 pool.execute_unprepared(sql).await
             }
-            Conn::Unit { tx, .. } => {
-                tx.lock()
-                    .await
-                    .as_ref()
-                    .ok_or_else(ended)?
-                    .execute_unprepared(sql)
-                    .await
-            }
+            Conn::Unit { tx, .. } => open(tx).await?.execute_unprepared(sql).await,
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match self {
             Conn::Pool(pool, _) => pool.query_one_raw(stmt).await,
-            Conn::Unit { tx, .. } => {
-                tx.lock()
-                    .await
-                    .as_ref()
-                    .ok_or_else(ended)?
-                    .query_one_raw(stmt)
-                    .await
-            }
+            Conn::Unit { tx, .. } => open(tx).await?.query_one_raw(stmt).await,
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self {
             Conn::Pool(pool, _) => pool.query_all_raw(stmt).await,
-            Conn::Unit { tx, .. } => {
-                tx.lock()
-                    .await
-                    .as_ref()
-                    .ok_or_else(ended)?
-                    .query_all_raw(stmt)
-                    .await
-            }
+            Conn::Unit { tx, .. } => open(tx).await?.query_all_raw(stmt).await,
         }
     }
 }

@@ -218,29 +218,15 @@ impl Database {
         }
     }
 
-    /// Waits for this process's turn to write, on SQLite (held until dropped); `None`
-    /// on PostgreSQL, and within a unit of work (which holds the turn already).
+    /// Waits for this process's turn to write (see [`conn::Conn::write_turn`]).
     pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match &self.conn {
-            conn::Conn::Pool(_, Some(turn)) => Some(turn.take().await),
-            _ => None,
-        }
+        self.conn.write_turn().await
     }
 
     /// Opens a unit of work: one transaction (on SQLite `BEGIN IMMEDIATE`, so it holds
     /// the write lock from the start and never fails to upgrade a read; on PostgreSQL
     /// READ COMMITTED) that every store built on the returned database shares.
     pub async fn unit(&self) -> Result<SqlUnit, RepoError> {
-        let options = match self.backend() {
-            DbBackend::Postgres => sea_orm::TransactionOptions {
-                isolation_level: Some(sea_orm::IsolationLevel::ReadCommitted),
-                ..sea_orm::TransactionOptions::default()
-            },
-            _ => sea_orm::TransactionOptions {
-                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-                ..sea_orm::TransactionOptions::default()
-            },
-        };
         let (turn, guard) = match &self.conn {
             conn::Conn::Pool(_, Some(turn)) => {
                 (Some(turn.clone()), Some(turn.take_for_unit().await))
@@ -249,17 +235,13 @@ impl Database {
         };
         let tx = self
             .conn
-            .begin_with_options(options)
+            .begin_with_options(conn::write_options(self.backend()))
             .await
             .map_err(unexpected)?;
         let tx = Arc::new(tokio::sync::Mutex::new(Some(tx)));
         Ok(SqlUnit {
             _turn: guard,
             turn,
-            capacity: match self.backend() {
-                DbBackend::Postgres => UNIT_CAPACITY_POSTGRES,
-                _ => UNIT_CAPACITY_SQLITE,
-            },
             db: Database {
                 pool: self.pool.clone(),
                 conn: conn::Conn::Unit {
@@ -445,7 +427,6 @@ impl UnitOfWork for SqlUnits {
 pub struct SqlUnit {
     /// The transaction's statements; dropped before the turn.
     db: Database,
-    capacity: usize,
     tx: Arc<tokio::sync::Mutex<Option<sea_orm::DatabaseTransaction>>>,
     /// This process's turn to write (SQLite), until the unit ends.
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
@@ -464,7 +445,10 @@ const UNIT_CAPACITY_POSTGRES: usize = 1;
 #[async_trait::async_trait]
 impl Unit for SqlUnit {
     fn capacity(&self) -> usize {
-        self.capacity
+        match self.db.backend() {
+            DbBackend::Postgres => UNIT_CAPACITY_POSTGRES,
+            _ => UNIT_CAPACITY_SQLITE,
+        }
     }
 
     fn others_waiting(&self) -> bool {

@@ -212,7 +212,7 @@ pub async fn load(
             summary.consents += 1;
         }
     }
-    latest.record(ports).await?;
+    latest.record(ports.sources.as_ref()).await?;
     Ok(summary)
 }
 
@@ -245,12 +245,7 @@ impl LatestStatements {
     }
 
     /// Notes each source as having sent one batch at its latest source time.
-    pub async fn record(&self, ports: &Ports) -> anyhow::Result<()> {
-        self.record_with(ports.sources.as_ref()).await
-    }
-
-    /// [`LatestStatements::record`] on a source registry alone.
-    pub async fn record_with(&self, sources: &dyn SourceRegistry) -> anyhow::Result<()> {
+    pub async fn record(&self, sources: &dyn SourceRegistry) -> anyhow::Result<()> {
         for (source, at) in &self.latest {
             sources
                 .record_activity(source, *at, UpdateOutcome::Applied.into())

@@ -400,7 +400,7 @@ pub(crate) async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> a
     bar.finish();
     let loaded = started.elapsed();
     db.build_indexes().await?;
-    latest.record_with(&registry).await?;
+    latest.record(&registry).await?;
     drop(db);
     open(url).await?.checkpoint().await?;
     eprintln!(
