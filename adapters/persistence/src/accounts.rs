@@ -12,9 +12,9 @@ use care_application::{
     SessionRecord, SessionStore, TokenHash, UserAccount,
 };
 use care_kernel::{OrganisationId, Role, SourceId, Timestamp, UserId};
-use sea_orm::{ConnectionTrait, DbErr, QueryResult, SqlErr, Value};
+use sea_orm::{ConnectionTrait, DbErr, SqlErr, Value};
 
-use crate::{Database, col, from_micros, micros, unexpected};
+use crate::{Database, Row, col, from_micros, micros, unexpected};
 
 /// Users and organisations in SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ fn text_id<T>(
     parse(&raw).map_err(unexpected)
 }
 
-fn decode_organisation(row: &QueryResult) -> Result<Organisation, RepoError> {
+fn decode_organisation(row: &Row<'_>) -> Result<Organisation, RepoError> {
     Ok(Organisation {
         id: text_id(col(row, 0)?, OrganisationId::parse)?,
         name: col(row, 1)?,
@@ -76,7 +76,7 @@ fn decode_organisation(row: &QueryResult) -> Result<Organisation, RepoError> {
 const USER_COLUMNS: &str = "id, display_name, organisation_id, role, feed_source, password_hash, \
                             disabled, created_at, failures_cleared_at";
 
-fn decode_user(row: &QueryResult) -> Result<UserAccount, RepoError> {
+fn decode_user(row: &Row<'_>) -> Result<UserAccount, RepoError> {
     let feed_source: Option<String> = col(row, 4)?;
     let cleared: Option<i64> = col(row, 8)?;
     Ok(UserAccount {
@@ -245,7 +245,7 @@ fn token_value(token: &TokenHash) -> Value {
     token.0.to_vec().into()
 }
 
-fn decode_session(row: &QueryResult) -> Result<SessionRecord, RepoError> {
+fn decode_session(row: &Row<'_>) -> Result<SessionRecord, RepoError> {
     let hash: Vec<u8> = col(row, 0)?;
     let token_hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
         RepoError::Unexpected(anyhow::anyhow!(
@@ -338,7 +338,7 @@ impl SqlSecurityLog {
     }
 }
 
-fn decode_event(row: &QueryResult) -> Result<SecurityEvent, RepoError> {
+fn decode_event(row: &Row<'_>) -> Result<SecurityEvent, RepoError> {
     let user: Option<String> = col(row, 2)?;
     let client: String = col(row, 3)?;
     Ok(SecurityEvent {

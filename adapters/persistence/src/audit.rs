@@ -16,7 +16,7 @@ use care_kernel::{PersonId, Timestamp};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Database, col, from_json, micros, to_json, unexpected};
+use crate::{Database, Row, col, from_json, micros, to_json, unexpected};
 
 /// Events written in one transaction at most (the rest wait for the next one).
 const MAX_BATCH_EVENTS: usize = 2_000;
@@ -92,6 +92,7 @@ fn decode_hash(text: &str) -> Result<Hash, RepoError> {
 }
 
 fn decode_chained(row: &QueryResult) -> Result<ChainedEvent, RepoError> {
+    let row = &Row::Sea(row);
     Ok(ChainedEvent {
         seq: u64::try_from(col::<i64>(row, 0)?).unwrap_or(u64::MAX),
         event: from_json(&col::<String>(row, 1)?)?,
@@ -169,8 +170,8 @@ async fn write_batch(
         .map_err(unexpected)?
         .ok_or_else(|| RepoError::Unexpected(anyhow::anyhow!("the audit chain head is missing")))?;
     let mut head = ChainHead {
-        len: u64::try_from(col::<i64>(&row, 0)?).unwrap_or(0),
-        last_hash: decode_hash(&col::<String>(&row, 1)?)?,
+        len: u64::try_from(col::<i64>(&Row::Sea(&row), 0)?).unwrap_or(0),
+        last_hash: decode_hash(&col::<String>(&Row::Sea(&row), 1)?)?,
     };
     let chained: Vec<ChainedEvent> = events.into_iter().map(|e| head.append(e)).collect();
     for chunk in chained.chunks(ROWS_PER_INSERT) {
@@ -234,8 +235,8 @@ impl AuditLog for SqlAuditLog {
             AuditError::Unexpected(anyhow::anyhow!("the audit chain head is missing"))
         })?;
         Ok(ChainHead {
-            len: u64::try_from(col::<i64>(row, 0).map_err(audit_err)?).unwrap_or(0),
-            last_hash: decode_hash(&col::<String>(row, 1).map_err(audit_err)?)
+            len: u64::try_from(col::<i64>(&Row::Sea(row), 0).map_err(audit_err)?).unwrap_or(0),
+            last_hash: decode_hash(&col::<String>(&Row::Sea(row), 1).map_err(audit_err)?)
                 .map_err(audit_err)?,
         })
     }

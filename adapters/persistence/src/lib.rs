@@ -21,6 +21,7 @@ mod items;
 pub mod migration;
 mod people;
 mod quarantine;
+mod reader;
 mod records;
 mod sources;
 
@@ -34,7 +35,7 @@ use care_application::{
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database as SeaDatabase, DatabaseConnection, DbBackend, DbErr,
-    QueryResult, SqlErr, Statement, Value,
+    SqlErr, Statement, Value,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -44,6 +45,7 @@ pub use import::{ImportBatch, PreparedImport};
 pub use items::{SqlAlerts, SqlItems, SqlReferrals, StoredItem};
 pub use people::SqlPeople;
 pub use quarantine::SqlQuarantine;
+pub(crate) use reader::{Row, col};
 pub use records::SqlConsent;
 pub use sources::SqlSources;
 
@@ -60,6 +62,11 @@ pub struct Pool {
     /// load into an empty database, which is thrown away if the machine fails midway,
     /// turns it off.
     pub sqlite_durable: bool,
+    /// SQLite: a rollback journal instead of the write-ahead log, so that a bulk load
+    /// writes each page once, into the file itself, rather than into a log copied back by
+    /// checkpoints. Only possible while no other connection has the file open; the pool
+    /// that opens the file next returns it to WAL.
+    pub sqlite_rollback_journal: bool,
 }
 
 impl Pool {
@@ -69,12 +76,22 @@ impl Pool {
         sqlite_cache_mib: 256,
         postgres_connections: 16,
         sqlite_durable: true,
+        sqlite_rollback_journal: false,
     };
     /// For `seed` into an empty database: the batch shape without a disk flush per
-    /// commit (the load ends with a checkpoint and a flush; see `Database::finish_bulk_load`).
+    /// commit, and on SQLite a rollback journal instead of the write-ahead log, so each
+    /// page is written once (the load ends by closing this pool and opening a durable one,
+    /// which returns the file to WAL, then a checkpoint and a flush).
     pub const BULK_LOAD: Pool = Pool {
         sqlite_durable: false,
+        sqlite_rollback_journal: true,
         ..Pool::BATCH
+    };
+    /// [`Pool::BULK_LOAD`] for a file another pool has open (the demo's server): the
+    /// write-ahead log stays.
+    pub const BULK_LOAD_SHARED: Pool = Pool {
+        sqlite_rollback_journal: false,
+        ..Pool::BULK_LOAD
     };
     /// For serving: 32 SQLite connections of 64 MiB (measured: 2,094–2,764 person
     /// summaries/s against 1,773–1,784 with the batch shape; docs/BENCHMARKS.md).
@@ -85,6 +102,7 @@ impl Pool {
         sqlite_cache_mib: 64,
         postgres_connections: 16,
         sqlite_durable: true,
+        sqlite_rollback_journal: false,
     };
 }
 
@@ -95,6 +113,8 @@ pub struct Database {
     pool: DatabaseConnection,
     /// What statements run on: the pool, or a unit of work's transaction.
     conn: conn::Conn,
+    /// On a SQLite file, the pool's reads run on these, on the calling thread.
+    readers: Option<Arc<reader::Readers>>,
 }
 
 impl Database {
@@ -128,7 +148,12 @@ impl Database {
                 .min_connections(1)
                 .map_sqlx_sqlite_opts(move |o| {
                     o.create_if_missing(true)
-                        .journal_mode(SqliteJournalMode::Wal)
+                        .journal_mode(if pool.sqlite_rollback_journal {
+                            // Outlives a killed process, as the log would.
+                            SqliteJournalMode::Persist
+                        } else {
+                            SqliteJournalMode::Wal
+                        })
                         .synchronous(if pool.sqlite_durable {
                             SqliteSynchronous::Full
                         } else {
@@ -147,24 +172,67 @@ impl Database {
         let conn = SeaDatabase::connect(options)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
-        let turn = (conn.get_database_backend() == DbBackend::Sqlite).then(conn::Turn::default);
-        Ok(Self {
+        let sqlite = conn.get_database_backend() == DbBackend::Sqlite;
+        let turn = sqlite.then(conn::Turn::default);
+        let mut db = Self {
             conn: conn::Conn::Pool(conn.clone(), turn),
             pool: conn,
-        })
+            readers: None,
+        };
+        // Not for a bulk load (its file is not in WAL mode while it runs), nor for an
+        // in-memory database (another connection would see another database).
+        if sqlite && pool.sqlite_durable {
+            let file = db.main_file().await?;
+            if !file.is_empty() {
+                db.readers = Some(Arc::new(reader::Readers::new(file, pool.sqlite_cache_mib)));
+            }
+        }
+        Ok(db)
+    }
+
+    /// Closes the pool (every clone of this handle), waiting for its connections to close:
+    /// on SQLite, what lets the next connection change the journal mode.
+    pub async fn close(self) -> anyhow::Result<()> {
+        self.pool
+            .close()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot close the database: {e}"))
     }
 
     /// Makes everything written so far durable: on SQLite, a checkpoint that moves the
-    /// write-ahead log into the database file and flushes it (after a bulk load with
-    /// `Pool::BULK_LOAD`, call it on a durable connection); on PostgreSQL, nothing to do.
+    /// write-ahead log into the database file, then a flush of the file itself (pages a
+    /// `Pool::BULK_LOAD` wrote straight into it are flushed by nothing else; call this on a
+    /// durable connection); on PostgreSQL, nothing to do.
     pub async fn checkpoint(&self) -> anyhow::Result<()> {
         if self.backend() == DbBackend::Sqlite {
             self.conn
                 .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
                 .await
                 .map_err(|e| anyhow::anyhow!("checkpoint failed: {e}"))?;
+            let file = self.main_file().await?;
+            // An in-memory or temporary database has no file to flush.
+            if !file.is_empty() {
+                tokio::task::spawn_blocking(move || std::fs::File::open(&file)?.sync_all())
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("cannot flush the database file: {e}"))?;
+            }
         }
         Ok(())
+    }
+
+    /// The SQLite database's file (empty for an in-memory one).
+    async fn main_file(&self) -> anyhow::Result<String> {
+        let main = self
+            .pool
+            .query_one_raw(self.statement(
+                "SELECT file FROM pragma_database_list WHERE name = 'main'",
+                vec![],
+            ))
+            .await?;
+        Ok(match main {
+            Some(row) => row.try_get_by_index(0)?,
+            None => String::new(),
+        })
     }
 
     /// Applies every migration not yet applied, and rebuilds any secondary index an
@@ -248,6 +316,7 @@ impl Database {
                     backend: self.backend(),
                     tx: tx.clone(),
                 },
+                readers: None,
             },
             tx,
         })
@@ -274,14 +343,17 @@ impl Database {
         &self,
         sql: &str,
         values: Vec<Value>,
-        decode: impl Fn(&QueryResult) -> Result<T, RepoError>,
+        decode: impl Fn(&Row<'_>) -> Result<T, RepoError>,
     ) -> Result<Vec<T>, RepoError> {
+        if let (conn::Conn::Pool(..), Some(readers)) = (&self.conn, &self.readers) {
+            return readers.rows(&sqlite_placeholders(sql), values, decode);
+        }
         let rows = self
             .conn
             .query_all_raw(self.statement(sql, values))
             .await
             .map_err(unexpected)?;
-        rows.iter().map(decode).collect()
+        rows.iter().map(|row| decode(&Row::Sea(row))).collect()
     }
 
     /// A statement for this database from SQL written with `$n` placeholders.
@@ -349,11 +421,6 @@ pub(crate) fn unique_or_unexpected(err: DbErr, on_unique: impl FnOnce() -> RepoE
 
 pub(crate) fn unexpected(err: impl std::error::Error + Send + Sync + 'static) -> RepoError {
     RepoError::Unexpected(anyhow::Error::new(err))
-}
-
-/// Reads column `index` of a row.
-pub(crate) fn col<T: sea_orm::TryGetable>(row: &QueryResult, index: usize) -> Result<T, RepoError> {
-    row.try_get_by_index(index).map_err(unexpected)
 }
 
 /// Microseconds since the epoch, as stored.

@@ -7,12 +7,12 @@ use care_application::{
 };
 use care_kernel::{SourceId, UpdateOutcome, UserId};
 use care_person::Identifier;
-use sea_orm::{ConnectionTrait, QueryResult, Value};
+use sea_orm::{ConnectionTrait, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::people::{identifier_from_key, identifier_key};
-use crate::{Database, col, from_micros, micros, unexpected};
+use crate::{Database, Row, col, from_micros, micros, unexpected};
 
 /// Quarantined feed messages in the database.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ fn subjects_text(subjects: &[Identifier]) -> String {
     serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned())
 }
 
-fn subjects_of(row: &QueryResult) -> Result<Vec<Identifier>, RepoError> {
+fn subjects_of(row: &Row<'_>) -> Result<Vec<Identifier>, RepoError> {
     let text: String = col(row, 11)?;
     let keys: Vec<String> = serde_json::from_str(&text).map_err(unexpected)?;
     keys.iter().map(|k| identifier_from_key(k)).collect()
@@ -65,7 +65,7 @@ fn outcome_of(name: &str) -> Result<UpdateOutcome, RepoError> {
     }
 }
 
-fn decode_summary(row: &QueryResult) -> Result<QuarantineSummary, RepoError> {
+fn decode_summary(row: &Row<'_>) -> Result<QuarantineSummary, RepoError> {
     let id = Uuid::parse_str(&col::<String>(row, 0)?).map_err(unexpected)?;
     let size: i64 = col(row, 5)?;
     Ok(QuarantineSummary {
@@ -81,7 +81,7 @@ fn decode_summary(row: &QueryResult) -> Result<QuarantineSummary, RepoError> {
     })
 }
 
-fn resolution(row: &QueryResult, with_correction: bool) -> Result<Option<Resolution>, RepoError> {
+fn resolution(row: &Row<'_>, with_correction: bool) -> Result<Option<Resolution>, RepoError> {
     let resolved_at: Option<i64> = col(row, 7)?;
     let Some(at) = resolved_at else {
         return Ok(None);
@@ -96,7 +96,7 @@ fn resolution(row: &QueryResult, with_correction: bool) -> Result<Option<Resolut
     }))
 }
 
-fn decode(row: &QueryResult) -> Result<QuarantinedMessage, RepoError> {
+fn decode(row: &Row<'_>) -> Result<QuarantinedMessage, RepoError> {
     let id = Uuid::parse_str(&col::<String>(row, 0)?).map_err(unexpected)?;
     let resolution = resolution(row, true)?;
     Ok(QuarantinedMessage {

@@ -5,9 +5,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use care_application::{MessageOutcome, RepoError, SourceInfo, SourceRegistry};
 use care_kernel::{Source, SourceId, SourceKind, Timestamp};
-use sea_orm::{ConnectionTrait, QueryResult, Value};
+use sea_orm::{ConnectionTrait, Value};
 
-use crate::{Database, col, from_micros, micros, unexpected};
+use crate::{Database, Row, col, from_micros, micros, unexpected};
 
 /// Feed sources in SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ impl SqlSources {
         Self { db }
     }
 
-    fn decode(row: &QueryResult) -> Result<SourceInfo, RepoError> {
+    fn decode(row: &Row<'_>) -> Result<SourceInfo, RepoError> {
         let id = SourceId::parse(&col::<String>(row, 0)?).map_err(unexpected)?;
         let kind = SourceKind::parse(&col::<String>(row, 1)?).map_err(unexpected)?;
         let last: Option<i64> = col(row, 4)?;

@@ -333,7 +333,12 @@ pub(crate) async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> a
     // A bulk load into an empty database: no flush per commit (SQLite), one checkpoint
     // on a durable connection at the end. Interrupted, the database is not empty and
     // seed refuses it: start again with a fresh file.
-    let db = Database::connect_with(url, care_persistence::Pool::BULK_LOAD).await?;
+    let db = match Database::connect_with(url, care_persistence::Pool::BULK_LOAD).await {
+        Ok(db) => db,
+        // Another pool has the file open (the demo's server): SQLite cannot leave WAL
+        // mode then, so the load goes through the log.
+        Err(_) => Database::connect_with(url, care_persistence::Pool::BULK_LOAD_SHARED).await?,
+    };
     db.migrate().await?;
     let registry = SqlSources::new(db.clone());
     for source in care_synthetic::sources()? {
@@ -401,7 +406,8 @@ pub(crate) async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> a
     let loaded = started.elapsed();
     db.build_indexes().await?;
     latest.record(&registry).await?;
-    drop(db);
+    drop(registry);
+    db.close().await?;
     open(url).await?.checkpoint().await?;
     eprintln!(
         "carerecord: seeded {people} people, {alerts} alerts and {referrals} referrals in {:.1} s \
