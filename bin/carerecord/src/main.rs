@@ -29,6 +29,11 @@ use care_synthetic::Generator;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// mimalloc rather than glibc's malloc: under load the server spent 18% of its CPU in
+/// glibc's allocator and its arena locks (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "carerecord",
