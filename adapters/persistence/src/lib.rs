@@ -200,24 +200,40 @@ impl Database {
     }
 
     /// Makes everything written so far durable: on SQLite, a checkpoint that moves the
-    /// write-ahead log into the database file, then a flush of the file itself (pages a
-    /// `Pool::BULK_LOAD` wrote straight into it are flushed by nothing else; call this on a
-    /// durable connection); on PostgreSQL, nothing to do.
+    /// write-ahead log into the database file and flushes both (call it on a durable
+    /// connection after a load with `Pool::BULK_LOAD_SHARED`); on PostgreSQL, nothing to
+    /// do. Fails if a reader kept the checkpoint from finishing.
     pub async fn checkpoint(&self) -> anyhow::Result<()> {
         if self.backend() == DbBackend::Sqlite {
-            self.conn
-                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+            let row = self
+                .pool
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    "PRAGMA wal_checkpoint(TRUNCATE)",
+                ))
                 .await
                 .map_err(|e| anyhow::anyhow!("checkpoint failed: {e}"))?;
-            let file = self.main_file().await?;
-            // An in-memory or temporary database has no file to flush.
-            if !file.is_empty() {
-                tokio::task::spawn_blocking(move || std::fs::File::open(&file)?.sync_all())
-                    .await?
-                    .map_err(|e| anyhow::anyhow!("cannot flush the database file: {e}"))?;
+            if let Some(row) = row {
+                let busy: i64 = row.try_get_by_index(0)?;
+                let (log, done): (i64, i64) = (row.try_get_by_index(1)?, row.try_get_by_index(2)?);
+                anyhow::ensure!(
+                    busy == 0 && log == done,
+                    "checkpoint could not finish ({done} of {log} pages; another connection \
+                     was reading): run `carerecord migrate` once nothing else uses the database"
+                );
             }
         }
         Ok(())
+    }
+
+    /// The SQLite database's file, if it is one (not in memory), for [`flush_file`]: read
+    /// it before closing the pool.
+    pub async fn sqlite_file(&self) -> anyhow::Result<Option<std::path::PathBuf>> {
+        if self.backend() != DbBackend::Sqlite {
+            return Ok(None);
+        }
+        let file = self.main_file().await?;
+        Ok((!file.is_empty()).then(|| file.into()))
     }
 
     /// The SQLite database's file (empty for an in-memory one).
@@ -365,6 +381,17 @@ impl Database {
         };
         Statement::from_sql_and_values(backend, sql, values)
     }
+}
+
+/// Flushes a SQLite file that a `Pool::BULK_LOAD` wrote straight into with
+/// `synchronous = OFF` (nothing else flushes those pages). Only once every connection of
+/// this process to the file is closed: closing any handle to a file drops the process's
+/// POSIX locks on it, so opening it beside a live SQLite connection would leave that
+/// connection unprotected (https://sqlite.org/howtocorrupt.html, 2.2).
+pub async fn flush_file(file: std::path::PathBuf) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || std::fs::File::open(&file)?.sync_all())
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot flush the database file: {e}"))
 }
 
 /// Rewrites `$n` placeholders for SQLite. When they run `$1, $2, …` in order, each once

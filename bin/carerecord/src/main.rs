@@ -338,11 +338,16 @@ pub(crate) async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> a
     // A bulk load into an empty database: no flush per commit (SQLite), one checkpoint
     // on a durable connection at the end. Interrupted, the database is not empty and
     // seed refuses it: start again with a fresh file.
-    let db = match Database::connect_with(url, care_persistence::Pool::BULK_LOAD).await {
-        Ok(db) => db,
+    let (db, own_file) = match Database::connect_with(url, care_persistence::Pool::BULK_LOAD).await
+    {
+        Ok(db) => (db, true),
         // Another pool has the file open (the demo's server): SQLite cannot leave WAL
-        // mode then, so the load goes through the log.
-        Err(_) => Database::connect_with(url, care_persistence::Pool::BULK_LOAD_SHARED).await?,
+        // mode then ("database is locked"), so the load goes through the log.
+        Err(e) if e.to_string().contains("database is locked") => (
+            Database::connect_with(url, care_persistence::Pool::BULK_LOAD_SHARED).await?,
+            false,
+        ),
+        Err(e) => return Err(e),
     };
     db.migrate().await?;
     let registry = SqlSources::new(db.clone());
@@ -412,7 +417,18 @@ pub(crate) async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> a
     db.build_indexes().await?;
     latest.record(&registry).await?;
     drop(registry);
+    // A load through the rollback journal wrote into the file without flushing it: flush
+    // it once this pool (the only one on the file) is closed. A load through the log is
+    // made durable by the checkpoint.
+    let file = if own_file {
+        db.sqlite_file().await?
+    } else {
+        None
+    };
     db.close().await?;
+    if let Some(file) = file {
+        care_persistence::flush_file(file).await?;
+    }
     open(url).await?.checkpoint().await?;
     eprintln!(
         "carerecord: seeded {people} people, {alerts} alerts and {referrals} referrals in {:.1} s \
