@@ -451,3 +451,51 @@ async fn sqlite_checkpoint_leaves_a_live_pools_locks_alone() {
         );
     }
 }
+
+/// Reads outside a unit of work run on the caller's thread (rusqlite readers): they must
+/// never wait for a writer — a unit holding SQLite's write lock — and must see only what
+/// was committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reads_do_not_wait_for_a_unit_holding_the_write_lock() {
+    use care_application::PersonRepository;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("reads.db").display());
+    let db = Database::connect_serving(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    let ports = db.ports(
+        Arc::new(care_in_memory::SpecPolicy::default()),
+        Arc::new(care_in_memory::SystemClock),
+        Arc::new(care_in_memory::UuidV7Ids),
+    );
+    let people = SqlPeople::new(db.clone());
+    let committed = care_person::Person::new(PersonId::from_uuid(uuid::Uuid::new_v4()));
+    people.save(&committed).await.unwrap();
+
+    let outside = ports.feed_stores();
+    let unit = ports.units.begin().await.unwrap();
+    let stores = unit.stores(&outside);
+    let pending = care_person::Person::new(PersonId::from_uuid(uuid::Uuid::new_v4()));
+    stores.people.save(&pending).await.unwrap();
+    assert!(
+        stores.people.get(pending.id()).await.unwrap().is_some(),
+        "inside the unit, its own write is seen"
+    );
+    let asked = std::time::Instant::now();
+    for _ in 0..100 {
+        assert!(people.get(committed.id()).await.unwrap().is_some());
+        assert!(
+            people.get(pending.id()).await.unwrap().is_none(),
+            "outside the unit, an uncommitted write is not seen"
+        );
+    }
+    let took = asked.elapsed();
+    assert!(
+        took < std::time::Duration::from_millis(500),
+        "200 reads beside an open unit took {took:?}"
+    );
+    unit.commit().await.unwrap();
+    assert!(
+        people.get(pending.id()).await.unwrap().is_some(),
+        "after the commit, a reader sees it"
+    );
+}
