@@ -81,7 +81,9 @@ impl<'a> Units<'a> {
     }
 
     /// Counts a message written; commits the unit when it is full or old enough.
-    pub(crate) async fn written(&mut self) -> Result<(), IngestError> {
+    /// Notes a message written in the open unit, and commits the unit if it is full, has
+    /// been open long enough or another writer waits. Whether it committed.
+    pub(crate) async fn written(&mut self) -> Result<bool, IngestError> {
         let full = self.open.as_mut().is_some_and(|open| {
             open.messages += 1;
             open.messages >= open.unit.capacity()
@@ -91,7 +93,7 @@ impl<'a> Units<'a> {
         if full {
             self.commit().await?;
         }
-        Ok(())
+        Ok(full)
     }
 
     async fn commit(&mut self) -> Result<(), IngestError> {
@@ -115,6 +117,102 @@ impl<'a> Units<'a> {
 }
 
 /// The feed pipeline over one session.
+/// Messages waiting for a shared unit at most (senders wait beyond it: back-pressure).
+const SHARED_QUEUE: usize = 256;
+
+/// A framed message waiting for a shared unit, and where its answer goes.
+#[derive(Debug)]
+struct Waiting {
+    index: usize,
+    raw: Vec<u8>,
+    reply: tokio::sync::oneshot::Sender<Result<MessageReport, String>>,
+}
+
+/// The handle of [`Intake::shared`]. The writer stops when every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct SharedIntake {
+    tx: tokio::sync::mpsc::Sender<Waiting>,
+}
+
+impl SharedIntake {
+    /// One HL7 v2 message, applied or quarantined in a unit shared with other
+    /// connections' messages; answered once that unit has committed.
+    pub async fn hl7_message(
+        &self,
+        index: usize,
+        raw: &[u8],
+    ) -> Result<MessageReport, IngestError> {
+        let stopped = || IngestError::Unexpected(anyhow::anyhow!("the feed writer has stopped"));
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Waiting {
+                index,
+                raw: raw.to_vec(),
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|e| IngestError::Unexpected(anyhow::anyhow!(e)))
+    }
+}
+
+/// The writer behind [`SharedIntake`]: takes messages as they come, writes each into the
+/// open unit, and commits when the unit is full, has been open long enough, another
+/// writer waits, or no message is waiting; then answers the messages it held.
+async fn share_units(session: FeedSession, mut rx: tokio::sync::mpsc::Receiver<Waiting>) {
+    while let Some(first) = rx.recv().await {
+        let mut units = Units::new(&session);
+        let mut held: Vec<(tokio::sync::oneshot::Sender<_>, MessageReport)> = Vec::new();
+        let mut next = Some(first);
+        let mut failed: Option<String> = None;
+        while let Some(message) = next.take() {
+            let written = match units.intake().await {
+                Ok(intake) => intake.hl7_one(message.index, &message.raw).await,
+                Err(e) => Err(e),
+            };
+            let committed = match written {
+                Ok(report) => {
+                    held.push((message.reply, report));
+                    units.written().await
+                }
+                Err(e) => {
+                    // The unit is in doubt: nothing in it is answered as applied.
+                    let _ = message.reply.send(Err(e.to_string()));
+                    failed = Some(e.to_string());
+                    break;
+                }
+            };
+            match committed {
+                Ok(true) => {
+                    for (reply, report) in held.drain(..) {
+                        let _ = reply.send(Ok(report));
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        let finished = match failed {
+            Some(why) => Err(why),
+            // Nothing more waiting: commit what the unit holds.
+            None => units.finish().await.map_err(|e| e.to_string()),
+        };
+        for (reply, report) in held {
+            let _ = reply.send(match &finished {
+                Ok(()) => Ok(report),
+                Err(why) => Err(why.clone()),
+            });
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Intake {
     session: FeedSession,
@@ -222,6 +320,16 @@ impl Intake {
             reference,
             outcome: Outcome::Quarantined { id, reason },
         })
+    }
+
+    /// Applies messages sent to the returned handle — by several connections of one
+    /// sender — in shared units of work: a message that arrives while others are being
+    /// written joins their unit, so one durable commit answers many (group commit), and
+    /// each is answered only once its unit has committed.
+    pub fn shared(self) -> SharedIntake {
+        let (tx, rx) = tokio::sync::mpsc::channel(SHARED_QUEUE);
+        tokio::spawn(share_units(self.session, rx));
+        SharedIntake { tx }
     }
 
     /// One HL7 v2 message (an MLLP frame): parsed, mapped, applied or quarantined, in

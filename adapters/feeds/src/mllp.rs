@@ -16,19 +16,20 @@
 //!
 //! The source is the configured feed account's, never MSH-3/MSH-4's.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use care_application::{Accounts, IngestError, Services};
+use care_application::{Accounts, FeedSession, IngestError, Services};
 use care_hl7::{AckCode, Message};
 use care_kernel::UserId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::intake::{Intake, Outcome};
+use crate::intake::{Intake, Outcome, SharedIntake};
 
 /// Start of a frame.
 pub const VT: u8 = 0x0B;
@@ -95,6 +96,7 @@ pub async fn serve(
 ) {
     let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     let settings = Arc::new(settings);
+    let writers = Writers::default();
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -118,12 +120,37 @@ pub async fn serve(
         let services = services.clone();
         let accounts = accounts.clone();
         let settings = settings.clone();
+        let writers = writers.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, peer, services, accounts, &settings).await {
+            if let Err(e) = connection(stream, peer, services, accounts, &settings, &writers).await
+            {
                 tracing::warn!(target: "feeds", %peer, error = %e, "MLLP connection ended");
             }
             drop(permit);
         });
+    }
+}
+
+/// The shared writer of each sending address: connections from one sender put their
+/// messages into shared units of work (one durable commit for many messages), as long as
+/// one of them is open.
+#[derive(Clone, Default)]
+struct Writers(Arc<std::sync::Mutex<HashMap<IpAddr, Weak<SharedIntake>>>>);
+
+impl Writers {
+    /// The sender's writer, started on `session` if it has none.
+    fn for_sender(&self, client: IpAddr, session: FeedSession) -> Arc<SharedIntake> {
+        let mut writers = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        writers.retain(|_, writer| writer.strong_count() > 0);
+        if let Some(writer) = writers.get(&client).and_then(Weak::upgrade) {
+            return writer;
+        }
+        let writer = Arc::new(Intake::new(session).shared());
+        writers.insert(client, Arc::downgrade(&writer));
+        writer
     }
 }
 
@@ -144,6 +171,7 @@ async fn connection(
     services: Services,
     accounts: Accounts,
     settings: &MllpSettings,
+    writers: &Writers,
 ) -> Result<(), ConnectionError> {
     let client = peer.ip();
     if !(settings.allowed)(client) {
@@ -162,7 +190,7 @@ async fn connection(
         )));
     };
     let session = services.open_feed(&actor, &source).await?;
-    let intake = Intake::new(session);
+    let intake = writers.for_sender(client, session);
     let mut checked = tokio::time::Instant::now();
     let mut partial_since: Option<tokio::time::Instant> = None;
     let mut frames = Framer::new(settings.max_frame);
@@ -263,7 +291,7 @@ async fn feed_actor(
 
 /// Applies one framed message and builds its ACK.
 async fn answer(
-    intake: &Intake,
+    intake: &SharedIntake,
     index: usize,
     frame: &[u8],
     at: care_kernel::Timestamp,

@@ -201,3 +201,77 @@ async fn bytes_outside_a_frame_get_an_ar_and_the_connection_closes() {
     let answer = until_closed(&mut stream).await;
     assert!(answer.contains("MSA|AR"), "{answer:?}");
 }
+
+/// Several connections of one sender share units of work: every message is answered,
+/// each after its unit committed, a bad one is quarantined without taking its unit's
+/// neighbours with it, and everything answered AA is in the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_of_one_sender_share_units_and_every_message_is_answered() {
+    use care_person::{Identifier, LocalId};
+    let world = World::new().await;
+    let accounts = accounts(&world).await;
+    let addr = listen(
+        &world,
+        &accounts,
+        MllpSettings::new(UserId::parse("pas").unwrap()),
+    )
+    .await;
+    let senders = (0..8).map(|c| {
+        tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let mut acks = Vec::new();
+            for i in 0..25 {
+                let body = if c == 3 && i == 10 {
+                    // No PID: the message cannot say whom it is about.
+                    "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101090000||ADT^A01|bad|P|2.4\rEVN|A01|20260101090000\r"
+                        .to_owned()
+                } else {
+                    ADT.replace("|m1|", &format!("|c{c}m{i}|"))
+                        .replace("L1^^^", &format!("C{c}N{i}^^^"))
+                };
+                stream.write_all(&frame(&body)).await.unwrap();
+                let mut ack = Vec::new();
+                while !ack.ends_with(&[0x1c, 0x0d]) {
+                    let mut chunk = [0u8; 512];
+                    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+                        .await
+                        .expect("an ACK in time")
+                        .unwrap();
+                    assert!(n > 0, "the listener closed the connection");
+                    ack.extend_from_slice(&chunk[..n]);
+                }
+                acks.push(String::from_utf8_lossy(&ack).into_owned());
+            }
+            acks
+        })
+    });
+    let mut all = Vec::new();
+    for sender in senders.collect::<Vec<_>>() {
+        all.push(sender.await.unwrap());
+    }
+    for (c, acks) in all.iter().enumerate() {
+        for (i, ack) in acks.iter().enumerate() {
+            if c == 3 && i == 10 {
+                assert!(
+                    ack.contains("MSA|AE|bad"),
+                    "the bad message is quarantined: {ack}"
+                );
+            } else {
+                assert!(ack.contains(&format!("MSA|AA|c{c}m{i}")), "{ack}");
+                let id =
+                    LocalId::new(SourceId::parse(SOURCE).unwrap(), &format!("C{c}N{i}")).unwrap();
+                assert!(
+                    world
+                        .services
+                        .ports()
+                        .people
+                        .find_by_identifier(&Identifier::Local(id))
+                        .await
+                        .unwrap()
+                        .is_some(),
+                    "message c{c}m{i} answered AA is in the record"
+                );
+            }
+        }
+    }
+}
