@@ -8,7 +8,7 @@ mod common;
 
 use care_feeds::{Outcome, Report};
 use care_kernel::SourceId;
-use care_person::{Identifier, LocalId, NhsNumber, Person};
+use care_person::{Identifier, NhsNumber, Person};
 use common::{SOURCE, World, data};
 
 /// (file, applied, quarantined, the start of every quarantine reason (one of these))
@@ -190,14 +190,9 @@ async fn by_nhs(world: &World, nhs: &str) -> Person {
 }
 
 async fn by_local(world: &World, local: &str) -> Person {
-    let id = LocalId::new(SourceId::parse(SOURCE).unwrap(), local).unwrap();
     world
-        .services
-        .ports()
-        .people
-        .find_by_identifier(&Identifier::Local(id))
+        .with_local_id(local)
         .await
-        .unwrap()
         .unwrap_or_else(|| panic!("no one with local id {local}"))
 }
 

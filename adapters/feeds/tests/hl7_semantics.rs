@@ -10,7 +10,7 @@ use care_application::{IngestError, QuarantineFilter};
 use care_feeds::intake::{ResubmitError, resubmit_hl7};
 use care_feeds::{Outcome, Report};
 use care_kernel::{Actor, OrganisationId, Role, SourceId, UpdateOutcome, UserId};
-use care_person::{Identifier, LocalId, Person};
+use care_person::{Identifier, Person};
 use common::{SOURCE, World};
 
 /// An ADT message about local id `local`, sent at `time` (HL7 DTM), with a family name
@@ -37,14 +37,9 @@ async fn send(world: &World, body: &str) -> Report {
 }
 
 async fn person(world: &World, local: &str) -> Person {
-    let id = LocalId::new(SourceId::parse(SOURCE).unwrap(), local).unwrap();
     world
-        .services
-        .ports()
-        .people
-        .find_by_identifier(&Identifier::Local(id))
+        .with_local_id(local)
         .await
-        .unwrap()
         .unwrap_or_else(|| panic!("no one with local id {local}"))
 }
 
@@ -256,16 +251,8 @@ async fn a_discharge_without_a_death_is_read_and_changes_nothing() {
     let discharge = adt("A03", "m1", "20260101090000", "L9", "Smith", "");
     let report = send(&world, &discharge).await;
     assert_eq!(report.counts(), (0, 1, 0), "{report:?}");
-    let id = LocalId::new(SourceId::parse(SOURCE).unwrap(), "L9").unwrap();
     assert!(
-        world
-            .services
-            .ports()
-            .people
-            .find_by_identifier(&Identifier::Local(id))
-            .await
-            .unwrap()
-            .is_none(),
+        world.with_local_id("L9").await.is_none(),
         "no empty record is made for it"
     );
     let died = adt("A03", "m2", "20260101100000", "L9", "Smith", "20260101|Y");

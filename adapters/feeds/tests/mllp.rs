@@ -207,7 +207,6 @@ async fn bytes_outside_a_frame_get_an_ar_and_the_connection_closes() {
 /// neighbours with it, and everything answered AA is in the record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_of_one_sender_share_units_and_every_message_is_answered() {
-    use care_person::{Identifier, LocalId};
     let world = World::new().await;
     let accounts = accounts(&world).await;
     let addr = listen(
@@ -258,17 +257,8 @@ async fn connections_of_one_sender_share_units_and_every_message_is_answered() {
                 );
             } else {
                 assert!(ack.contains(&format!("MSA|AA|c{c}m{i}")), "{ack}");
-                let id =
-                    LocalId::new(SourceId::parse(SOURCE).unwrap(), &format!("C{c}N{i}")).unwrap();
                 assert!(
-                    world
-                        .services
-                        .ports()
-                        .people
-                        .find_by_identifier(&Identifier::Local(id))
-                        .await
-                        .unwrap()
-                        .is_some(),
+                    world.with_local_id(&format!("C{c}N{i}")).await.is_some(),
                     "message c{c}m{i} answered AA is in the record"
                 );
             }

@@ -55,6 +55,17 @@ impl World {
         .with_feed_source(SourceId::parse(source).unwrap())
     }
 
+    /// Whoever holds `local` as the feed source's local id, if anyone.
+    pub async fn with_local_id(&self, local: &str) -> Option<care_person::Person> {
+        let id = care_person::LocalId::new(SourceId::parse(SOURCE).unwrap(), local).unwrap();
+        self.services
+            .ports()
+            .people
+            .find_by_identifier(&care_person::Identifier::Local(id))
+            .await
+            .unwrap()
+    }
+
     pub async fn intake(&self) -> Intake {
         self.intake_for(SOURCE).await
     }
