@@ -318,6 +318,11 @@ impl FeedSession {
         &self.source
     }
 
+    /// How many messages the units of [`FeedSession::unit`] hold at most.
+    pub fn unit_capacity(&self) -> usize {
+        self.services.ports.units.capacity()
+    }
+
     /// Opens a unit of work: a session over the same source whose writes — applied
     /// messages, quarantine entries, the source's counters — commit together when the
     /// unit does (see [`crate::UnitOfWork`]). Nothing written through it may be

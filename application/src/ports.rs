@@ -666,6 +666,8 @@ impl std::fmt::Debug for FeedStores {
 pub trait UnitOfWork: Send + Sync {
     /// Opens a unit.
     async fn begin(&self) -> Result<Box<dyn Unit>, RepoError>;
+    /// The [`Unit::capacity`] of the units this opens (known before opening one).
+    fn capacity(&self) -> usize;
 }
 
 /// An open unit of work (see [`UnitOfWork`]).

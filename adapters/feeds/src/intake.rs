@@ -135,6 +135,12 @@ pub struct SharedIntake {
 }
 
 impl SharedIntake {
+    /// Whether the writer still runs (it stops only when every handle is gone, or if it
+    /// panicked).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// One HL7 v2 message, applied or quarantined in a unit shared with other
     /// connections' messages; answered once that unit has committed.
     pub async fn hl7_message(
@@ -162,50 +168,64 @@ impl SharedIntake {
 /// The writer behind [`SharedIntake`]: takes messages as they come, writes each into the
 /// open unit, and commits when the unit is full, has been open long enough, another
 /// writer waits, or no message is waiting; then answers the messages it held.
+///
+/// A message that fails on its own (its write, not the commit) takes nothing with it:
+/// the unit is rolled back, that message alone is answered with the error, and the
+/// messages the unit held are written again in a new one (applying is idempotent). A
+/// failed commit fails every message of the unit: nothing in it is answered as applied.
 async fn share_units(session: FeedSession, mut rx: tokio::sync::mpsc::Receiver<Waiting>) {
-    while let Some(first) = rx.recv().await {
+    let mut queue: std::collections::VecDeque<Waiting> = std::collections::VecDeque::new();
+    'units: loop {
+        if queue.is_empty() {
+            match rx.recv().await {
+                Some(message) => queue.push_back(message),
+                None => return,
+            }
+        }
         let mut units = Units::new(&session);
-        let mut held: Vec<(tokio::sync::oneshot::Sender<_>, MessageReport)> = Vec::new();
-        let mut next = Some(first);
-        let mut failed: Option<String> = None;
-        while let Some(message) = next.take() {
+        let mut held: Vec<(Waiting, MessageReport)> = Vec::new();
+        let mut commit_failed: Option<String> = None;
+        while let Some(message) = queue.pop_front() {
             let written = match units.intake().await {
                 Ok(intake) => intake.hl7_one(message.index, &message.raw).await,
                 Err(e) => Err(e),
             };
-            let committed = match written {
-                Ok(report) => {
-                    held.push((message.reply, report));
-                    units.written().await
-                }
+            match written {
+                Ok(report) => held.push((message, report)),
                 Err(e) => {
-                    // The unit is in doubt: nothing in it is answered as applied.
                     let _ = message.reply.send(Err(e.to_string()));
-                    failed = Some(e.to_string());
-                    break;
+                    for (again, _) in held.into_iter().rev() {
+                        queue.push_front(again);
+                    }
+                    // `units` (and its open unit) is dropped here: rolled back.
+                    continue 'units;
                 }
-            };
-            match committed {
+            }
+            match units.written().await {
                 Ok(true) => {
-                    for (reply, report) in held.drain(..) {
-                        let _ = reply.send(Ok(report));
+                    for (message, report) in held.drain(..) {
+                        let _ = message.reply.send(Ok(report));
                     }
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    failed = Some(e.to_string());
+                    commit_failed = Some(e.to_string());
                     break;
                 }
             }
-            next = rx.try_recv().ok();
+            if queue.is_empty()
+                && let Ok(next) = rx.try_recv()
+            {
+                queue.push_back(next);
+            }
         }
-        let finished = match failed {
+        // Nothing more waiting: commit what the unit holds.
+        let finished = match commit_failed {
             Some(why) => Err(why),
-            // Nothing more waiting: commit what the unit holds.
             None => units.finish().await.map_err(|e| e.to_string()),
         };
-        for (reply, report) in held {
-            let _ = reply.send(match &finished {
+        for (message, report) in held {
+            let _ = message.reply.send(match &finished {
                 Ok(()) => Ok(report),
                 Err(why) => Err(why.clone()),
             });

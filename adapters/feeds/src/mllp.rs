@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::intake::{Intake, Outcome, SharedIntake};
+use crate::intake::{Intake, MessageReport, Outcome, SharedIntake};
 
 /// Start of a frame.
 pub const VT: u8 = 0x0B;
@@ -133,24 +133,46 @@ pub async fn serve(
 
 /// The shared writer of each sending address: connections from one sender put their
 /// messages into shared units of work (one durable commit for many messages), as long as
-/// one of them is open.
+/// one of them is open. Only where a unit holds more than one message (SQLite): on
+/// PostgreSQL a unit holds one, and each connection writes its own, in parallel.
 #[derive(Clone, Default)]
 struct Writers(Arc<std::sync::Mutex<HashMap<IpAddr, Weak<SharedIntake>>>>);
 
+/// What a connection writes its messages through.
+enum Writer {
+    Shared(Arc<SharedIntake>),
+    Own(Intake),
+}
+
+impl Writer {
+    async fn hl7_message(&self, index: usize, raw: &[u8]) -> Result<MessageReport, IngestError> {
+        match self {
+            Writer::Shared(shared) => shared.hl7_message(index, raw).await,
+            Writer::Own(intake) => intake.hl7_message(index, raw).await,
+        }
+    }
+}
+
 impl Writers {
-    /// The sender's writer, started on `session` if it has none.
-    fn for_sender(&self, client: IpAddr, session: FeedSession) -> Arc<SharedIntake> {
+    /// The sender's writer (started on `session` if it has none running), or the
+    /// connection's own where units hold one message.
+    fn for_sender(&self, client: IpAddr, session: FeedSession) -> Writer {
+        if session.unit_capacity() <= 1 {
+            return Writer::Own(Intake::new(session));
+        }
         let mut writers = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         writers.retain(|_, writer| writer.strong_count() > 0);
-        if let Some(writer) = writers.get(&client).and_then(Weak::upgrade) {
-            return writer;
+        if let Some(writer) = writers.get(&client).and_then(Weak::upgrade)
+            && writer.is_running()
+        {
+            return Writer::Shared(writer);
         }
         let writer = Arc::new(Intake::new(session).shared());
         writers.insert(client, Arc::downgrade(&writer));
-        writer
+        Writer::Shared(writer)
     }
 }
 
@@ -291,7 +313,7 @@ async fn feed_actor(
 
 /// Applies one framed message and builds its ACK.
 async fn answer(
-    intake: &SharedIntake,
+    intake: &Writer,
     index: usize,
     frame: &[u8],
     at: care_kernel::Timestamp,

@@ -228,18 +228,11 @@ async fn connections_of_one_sender_share_units_and_every_message_is_answered() {
                     ADT.replace("|m1|", &format!("|c{c}m{i}|"))
                         .replace("L1^^^", &format!("C{c}N{i}^^^"))
                 };
-                stream.write_all(&frame(&body)).await.unwrap();
-                let mut ack = Vec::new();
-                while !ack.ends_with(&[0x1c, 0x0d]) {
-                    let mut chunk = [0u8; 512];
-                    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+                acks.push(
+                    ack_of(&mut stream, &body)
                         .await
-                        .expect("an ACK in time")
-                        .unwrap();
-                    assert!(n > 0, "the listener closed the connection");
-                    ack.extend_from_slice(&chunk[..n]);
-                }
-                acks.push(String::from_utf8_lossy(&ack).into_owned());
+                        .expect("the listener answered"),
+                );
             }
             acks
         })
@@ -264,4 +257,137 @@ async fn connections_of_one_sender_share_units_and_every_message_is_answered() {
             }
         }
     }
+}
+
+/// Sends one framed message and reads its ACK; `None` if the listener closed the
+/// connection instead.
+async fn ack_of(stream: &mut TcpStream, body: &str) -> Option<String> {
+    stream.write_all(&frame(body)).await.ok()?;
+    let mut ack = Vec::new();
+    while !ack.ends_with(&[0x1c, 0x0d]) {
+        let mut chunk = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("an answer in time")
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        ack.extend_from_slice(&chunk[..n]);
+    }
+    Some(String::from_utf8_lossy(&ack).into_owned())
+}
+
+/// A quarantine store that fails to keep one message (a storage failure that belongs to
+/// that message alone).
+struct FailsFor(Arc<dyn care_application::QuarantineStore>);
+
+#[async_trait]
+impl care_application::QuarantineStore for FailsFor {
+    async fn put(
+        &self,
+        message: &care_application::QuarantinedMessage,
+    ) -> Result<uuid::Uuid, RepoError> {
+        if String::from_utf8_lossy(&message.raw).contains("POISON") {
+            return Err(RepoError::Unexpected(anyhow::anyhow!("disk says no")));
+        }
+        self.0.put(message).await
+    }
+    async fn get(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<care_application::QuarantinedMessage>, RepoError> {
+        self.0.get(id).await
+    }
+    async fn list(
+        &self,
+        filter: &care_application::QuarantineFilter,
+        limit: usize,
+    ) -> Result<Vec<care_application::QuarantineSummary>, RepoError> {
+        self.0.list(filter, limit).await
+    }
+    async fn resolve(
+        &self,
+        id: uuid::Uuid,
+        resolution: &care_application::Resolution,
+    ) -> Result<bool, RepoError> {
+        self.0.resolve(id, resolution).await
+    }
+}
+
+/// A message that fails on its own, sent again and again by its connection, must not
+/// take down the sender's other connections that shared a unit with it (found by a
+/// second reader: it used to close them dozens of times).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_failing_does_not_take_its_neighbours_down() {
+    let base = World::new().await;
+    let mut ports = base.services.ports().clone();
+    ports.quarantine = Arc::new(FailsFor(ports.quarantine.clone()));
+    let world = World {
+        services: care_application::Services::new(ports),
+        clock: base.clock.clone(),
+    };
+    let accounts = accounts(&world).await;
+    let addr = listen(
+        &world,
+        &accounts,
+        MllpSettings::new(UserId::parse("pas").unwrap()),
+    )
+    .await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poison = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tries = 0;
+            // No PID: quarantined, and the quarantine fails for this one.
+            let body = "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101090000||ADT^A01|POISON|P|2.4\rEVN|A01|20260101090000\r";
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                assert!(
+                    ack_of(&mut stream, body).await.is_none(),
+                    "a message that could not be kept is not acknowledged"
+                );
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            tries
+        })
+    };
+    let healthy = (0..3)
+        .map(|c| {
+            tokio::spawn(async move {
+                let mut closed = 0;
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                let mut i = 0;
+                while i < 300 {
+                    let body = ADT
+                        .replace("|m1|", &format!("|g{c}m{i}|"))
+                        .replace("L1^^^", &format!("G{c}N{i}^^^"));
+                    match ack_of(&mut stream, &body).await {
+                        Some(ack) => {
+                            assert!(ack.contains(&format!("MSA|AA|g{c}m{i}")), "{ack}");
+                            i += 1;
+                        }
+                        None => {
+                            closed += 1;
+                            stream = TcpStream::connect(addr).await.unwrap();
+                        }
+                    }
+                }
+                closed
+            })
+        })
+        .collect::<Vec<_>>();
+    let mut closed = 0;
+    for connection in healthy {
+        closed += connection.await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let tries = poison.await.unwrap();
+    assert!(tries > 0, "the failing message was sent");
+    assert_eq!(
+        closed, 0,
+        "healthy connections were closed because of another connection's failing message \
+         (it was sent {tries} times)"
+    );
 }

@@ -99,12 +99,19 @@ impl UnitOfWork for InMemoryUnits {
     async fn begin(&self) -> Result<Box<dyn Unit>, RepoError> {
         Ok(Box::new(InMemoryUnits))
     }
+
+    fn capacity(&self) -> usize {
+        IN_MEMORY_UNIT_CAPACITY
+    }
 }
+
+/// As on SQLite: one writer at a time, so units may be large.
+const IN_MEMORY_UNIT_CAPACITY: usize = 500;
 
 #[async_trait]
 impl Unit for InMemoryUnits {
     fn capacity(&self) -> usize {
-        500
+        IN_MEMORY_UNIT_CAPACITY
     }
 
     fn stores(&self, outside: &FeedStores) -> FeedStores {

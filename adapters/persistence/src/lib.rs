@@ -513,6 +513,10 @@ impl UnitOfWork for SqlUnits {
     async fn begin(&self) -> Result<Box<dyn Unit>, RepoError> {
         Ok(Box::new(self.db.unit().await?))
     }
+
+    fn capacity(&self) -> usize {
+        unit_capacity(self.db.backend())
+    }
 }
 
 /// An open unit of work: a transaction every store it hands out writes in. Dropped
@@ -536,13 +540,17 @@ const UNIT_CAPACITY_SQLITE: usize = 500;
 /// touch the same people in another order would deadlock.
 const UNIT_CAPACITY_POSTGRES: usize = 1;
 
+fn unit_capacity(backend: DbBackend) -> usize {
+    match backend {
+        DbBackend::Postgres => UNIT_CAPACITY_POSTGRES,
+        _ => UNIT_CAPACITY_SQLITE,
+    }
+}
+
 #[async_trait::async_trait]
 impl Unit for SqlUnit {
     fn capacity(&self) -> usize {
-        match self.db.backend() {
-            DbBackend::Postgres => UNIT_CAPACITY_POSTGRES,
-            _ => UNIT_CAPACITY_SQLITE,
-        }
+        unit_capacity(self.db.backend())
     }
 
     fn others_waiting(&self) -> bool {
