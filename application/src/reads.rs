@@ -121,24 +121,27 @@ impl Services {
         let read = Access::new(actor, now, Action::ReadDemographics).on("summary");
         let (person, subject, receipt) = self.gate_person(read.clone(), id).await?;
         let look = read.about(Some(person.id()), Some(subject));
-        let alerts = self.alerts_of(&person).await?;
         let banner_allowed =
             self.decide(&look.for_action(Action::ReadBannerAlerts)) == Decision::Permit;
+        // Freshness names the sources that hold something about the person: a role that
+        // may not see referrals must not learn from it that a council holds one.
+        let referrals_allowed =
+            self.decide(&look.for_action(Action::ReadReferrals)) == Decision::Permit;
+        // Both lists at once: on a networked database, one round trip's wait instead of two.
+        let (alerts, referrals) = futures_util::future::try_join(self.alerts_of(&person), async {
+            if referrals_allowed {
+                self.referrals_of(&person).await
+            } else {
+                Ok(Vec::new())
+            }
+        })
+        .await?;
         let banner = banner_allowed.then(|| {
             care_alert::banner(&alerts, today)
                 .into_iter()
                 .cloned()
                 .collect()
         });
-        // Freshness names the sources that hold something about the person: a role that
-        // may not see referrals must not learn from it that a council holds one.
-        let referrals_allowed =
-            self.decide(&look.for_action(Action::ReadReferrals)) == Decision::Permit;
-        let referrals = if referrals_allowed {
-            self.referrals_of(&person).await?
-        } else {
-            Vec::new()
-        };
         // After death GP-sourced items are closed: their times are not shown either.
         let shown_alerts: Vec<care_alert::Alert> = alerts
             .iter()

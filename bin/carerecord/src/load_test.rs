@@ -161,8 +161,14 @@ pub async fn run(
             async move {
                 let person = people_port.get(id).await?;
                 anyhow::ensure!(person.is_some(), "a seeded person was not found by id");
-                alerts.list_for_person(id).await?;
-                referrals.list_for_person(id).await?;
+                // As the summary use case reads them: both at once.
+                let (found_alerts, found_referrals) = futures_util::future::join(
+                    alerts.list_for_person(id),
+                    referrals.list_for_person(id),
+                )
+                .await;
+                found_alerts?;
+                found_referrals?;
                 Ok(())
             }
         })
