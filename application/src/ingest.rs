@@ -404,11 +404,6 @@ impl FeedUnit {
         &self.session
     }
 
-    /// How many feed messages the unit should hold at most.
-    pub fn capacity(&self) -> usize {
-        self.unit.capacity()
-    }
-
     /// Whether others wait for the database this unit holds: commit soon.
     pub fn others_waiting(&self) -> bool {
         self.unit.others_waiting()

@@ -666,17 +666,15 @@ impl std::fmt::Debug for FeedStores {
 pub trait UnitOfWork: Send + Sync {
     /// Opens a unit.
     async fn begin(&self) -> Result<Box<dyn Unit>, RepoError>;
-    /// The [`Unit::capacity`] of the units this opens (known before opening one).
+    /// How many feed messages a unit should hold at most: as many as the database can
+    /// keep in one transaction without holding up others for long (PostgreSQL keeps each
+    /// row's lock until commit, so a unit there holds one message).
     fn capacity(&self) -> usize;
 }
 
 /// An open unit of work (see [`UnitOfWork`]).
 #[async_trait]
 pub trait Unit: Send + Sync {
-    /// How many feed messages this unit should hold at most: as many as the database
-    /// can keep in one transaction without holding up others for long (PostgreSQL
-    /// keeps each row's lock until commit, so a unit there holds one message).
-    fn capacity(&self) -> usize;
     /// Whether others are waiting for the database this unit holds (a reader's audit
     /// append on SQLite): the unit should then commit after its current message.
     fn others_waiting(&self) -> bool {

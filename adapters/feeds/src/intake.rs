@@ -23,7 +23,7 @@ use crate::hl7;
 /// per message, while the database's write lock (on SQLite, which readers' audit appends
 /// also wait for, in turn) is never held for long. A unit also commits as soon as another
 /// writer waits for the database (`FeedUnit::others_waiting`). How many messages a unit holds is
-/// the database's say (`FeedUnit::capacity`).
+/// the database's say (`FeedSession::unit_capacity`).
 const UNIT_OPEN_FOR: Duration = Duration::from_millis(50);
 
 /// A submission's messages written in units of work, each committed when it fills up
@@ -80,13 +80,13 @@ impl<'a> Units<'a> {
         Ok(&self.open.insert(open).intake)
     }
 
-    /// Counts a message written; commits the unit when it is full or old enough.
     /// Notes a message written in the open unit, and commits the unit if it is full, has
     /// been open long enough or another writer waits. Whether it committed.
     pub(crate) async fn written(&mut self) -> Result<bool, IngestError> {
+        let capacity = self.session.unit_capacity();
         let full = self.open.as_mut().is_some_and(|open| {
             open.messages += 1;
-            open.messages >= open.unit.capacity()
+            open.messages >= capacity
                 || open.since.elapsed() >= UNIT_OPEN_FOR
                 || open.unit.others_waiting()
         });
@@ -99,7 +99,7 @@ impl<'a> Units<'a> {
     async fn commit(&mut self) -> Result<(), IngestError> {
         match self.open.take() {
             Some(open) => {
-                let several = open.unit.capacity() > 1;
+                let several = self.session.unit_capacity() > 1;
                 open.unit.commit().await?;
                 if self.share && several {
                     tokio::time::sleep(open.since.elapsed().min(UNIT_OPEN_FOR)).await;
@@ -116,7 +116,6 @@ impl<'a> Units<'a> {
     }
 }
 
-/// The feed pipeline over one session.
 /// Messages waiting for a shared unit at most (senders wait beyond it: back-pressure).
 const SHARED_QUEUE: usize = 256;
 
@@ -233,6 +232,7 @@ async fn share_units(session: FeedSession, mut rx: tokio::sync::mpsc::Receiver<W
     }
 }
 
+/// The feed pipeline over one session.
 #[derive(Debug, Clone)]
 pub struct Intake {
     session: FeedSession,

@@ -78,6 +78,11 @@ async fn accounts(world: &World) -> Accounts {
     accounts
 }
 
+/// The listener's settings for the feed account `pas`.
+fn pas_settings() -> MllpSettings {
+    MllpSettings::new(UserId::parse("pas").unwrap())
+}
+
 async fn listen(world: &World, accounts: &Accounts, settings: MllpSettings) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -114,7 +119,7 @@ async fn until_closed(stream: &mut TcpStream) -> String {
 async fn an_address_outside_the_allow_list_gets_nothing() {
     let world = World::new().await;
     let accounts = accounts(&world).await;
-    let mut settings = MllpSettings::new(UserId::parse("pas").unwrap());
+    let mut settings = pas_settings();
     settings.allowed = Arc::new(|ip| !ip.is_loopback());
     let addr = listen(&world, &accounts, settings).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -126,7 +131,7 @@ async fn an_address_outside_the_allow_list_gets_nothing() {
 async fn a_disabled_account_stops_the_feed() {
     let world = World::new().await;
     let accounts = accounts(&world).await;
-    let mut settings = MllpSettings::new(UserId::parse("pas").unwrap());
+    let mut settings = pas_settings();
     settings.recheck_account = Duration::ZERO;
     let addr = listen(&world, &accounts, settings).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -163,7 +168,7 @@ async fn a_disabled_account_stops_the_feed() {
 async fn a_frame_that_never_ends_is_dropped_at_its_deadline() {
     let world = World::new().await;
     let accounts = accounts(&world).await;
-    let mut settings = MllpSettings::new(UserId::parse("pas").unwrap());
+    let mut settings = pas_settings();
     settings.frame_deadline = Duration::from_millis(300);
     let addr = listen(&world, &accounts, settings).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -190,12 +195,7 @@ async fn a_frame_that_never_ends_is_dropped_at_its_deadline() {
 async fn bytes_outside_a_frame_get_an_ar_and_the_connection_closes() {
     let world = World::new().await;
     let accounts = accounts(&world).await;
-    let addr = listen(
-        &world,
-        &accounts,
-        MllpSettings::new(UserId::parse("pas").unwrap()),
-    )
-    .await;
+    let addr = listen(&world, &accounts, pas_settings()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(ADT.as_bytes()).await.unwrap();
     let answer = until_closed(&mut stream).await;
@@ -209,12 +209,7 @@ async fn bytes_outside_a_frame_get_an_ar_and_the_connection_closes() {
 async fn connections_of_one_sender_share_units_and_every_message_is_answered() {
     let world = World::new().await;
     let accounts = accounts(&world).await;
-    let addr = listen(
-        &world,
-        &accounts,
-        MllpSettings::new(UserId::parse("pas").unwrap()),
-    )
-    .await;
+    let addr = listen(&world, &accounts, pas_settings()).await;
     let senders = (0..8).map(|c| {
         tokio::spawn(async move {
             let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -328,12 +323,7 @@ async fn a_message_that_keeps_failing_does_not_take_its_neighbours_down() {
         clock: base.clock.clone(),
     };
     let accounts = accounts(&world).await;
-    let addr = listen(
-        &world,
-        &accounts,
-        MllpSettings::new(UserId::parse("pas").unwrap()),
-    )
-    .await;
+    let addr = listen(&world, &accounts, pas_settings()).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poison = {
         let stop = stop.clone();

@@ -100,20 +100,14 @@ impl UnitOfWork for InMemoryUnits {
         Ok(Box::new(InMemoryUnits))
     }
 
+    /// As on SQLite: one writer at a time, so units may be large.
     fn capacity(&self) -> usize {
-        IN_MEMORY_UNIT_CAPACITY
+        500
     }
 }
 
-/// As on SQLite: one writer at a time, so units may be large.
-const IN_MEMORY_UNIT_CAPACITY: usize = 500;
-
 #[async_trait]
 impl Unit for InMemoryUnits {
-    fn capacity(&self) -> usize {
-        IN_MEMORY_UNIT_CAPACITY
-    }
-
     fn stores(&self, outside: &FeedStores) -> FeedStores {
         outside.clone()
     }

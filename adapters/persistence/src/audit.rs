@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use care_access_audit::{AuditEvent, ChainHead, ChainedEvent, Hash};
 use care_application::{AuditError, AuditLog, RepoError};
 use care_kernel::{PersonId, Timestamp};
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
+use sea_orm::{ConnectionTrait, DbBackend, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Database, Row, col, from_json, micros, to_json, unexpected};
@@ -69,16 +69,11 @@ impl SqlAuditLog {
         }
     }
 
-    async fn query_events(
-        &self,
-        sql: &str,
-        values: Vec<Value>,
-    ) -> Result<Vec<QueryResult>, AuditError> {
+    async fn events(&self, sql: &str, values: Vec<Value>) -> Result<Vec<ChainedEvent>, AuditError> {
         self.db
-            .conn
-            .query_all_raw(self.db.statement(sql, values))
+            .rows(sql, values, decode_chained)
             .await
-            .map_err(|e| AuditError::Unexpected(anyhow::Error::new(e)))
+            .map_err(audit_err)
     }
 }
 
@@ -91,8 +86,7 @@ fn decode_hash(text: &str) -> Result<Hash, RepoError> {
         .ok_or_else(|| RepoError::Unexpected(anyhow::anyhow!("stored hash is not 64 hex digits")))
 }
 
-fn decode_chained(row: &QueryResult) -> Result<ChainedEvent, RepoError> {
-    let row = &Row::Sea(row);
+fn decode_chained(row: &Row<'_>) -> Result<ChainedEvent, RepoError> {
     Ok(ChainedEvent {
         seq: u64::try_from(col::<i64>(row, 0)?).unwrap_or(u64::MAX),
         event: from_json(&col::<String>(row, 1)?)?,
@@ -228,32 +222,34 @@ impl AuditLog for SqlAuditLog {
     }
 
     async fn head(&self) -> Result<ChainHead, AuditError> {
-        let rows = self
-            .query_events("SELECT len, last_hash FROM audit_head WHERE id = 1", vec![])
-            .await?;
-        let row = rows.first().ok_or_else(|| {
-            AuditError::Unexpected(anyhow::anyhow!("the audit chain head is missing"))
-        })?;
-        Ok(ChainHead {
-            len: u64::try_from(col::<i64>(&Row::Sea(row), 0).map_err(audit_err)?).unwrap_or(0),
-            last_hash: decode_hash(&col::<String>(&Row::Sea(row), 1).map_err(audit_err)?)
-                .map_err(audit_err)?,
-        })
+        self.db
+            .rows(
+                "SELECT len, last_hash FROM audit_head WHERE id = 1",
+                vec![],
+                |row| {
+                    Ok(ChainHead {
+                        len: u64::try_from(col::<i64>(row, 0)?).unwrap_or(0),
+                        last_hash: decode_hash(&col::<String>(row, 1)?)?,
+                    })
+                },
+            )
+            .await
+            .map_err(audit_err)?
+            .pop()
+            .ok_or_else(|| {
+                AuditError::Unexpected(anyhow::anyhow!("the audit chain head is missing"))
+            })
     }
 
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<ChainedEvent>, AuditError> {
-        let rows = self
-            .query_events(
-                "SELECT seq, event, prev_hash, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
-                vec![
-                    i64::try_from(from).unwrap_or(i64::MAX).into(),
-                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
-                ],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| decode_chained(row).map_err(audit_err))
-            .collect()
+        self.events(
+            "SELECT seq, event, prev_hash, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            vec![
+                i64::try_from(from).unwrap_or(i64::MAX).into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        )
+        .await
     }
 
     async fn for_person(
@@ -263,8 +259,8 @@ impl AuditLog for SqlAuditLog {
         to: Timestamp,
     ) -> Result<Vec<AuditEvent>, AuditError> {
         // The column holds microseconds: widen the range by one and filter exactly here.
-        let rows = self
-            .query_events(
+        let chained = self
+            .events(
                 "SELECT seq, event, prev_hash, hash FROM audit_events \
                  WHERE person_id = $1 AND at >= $2 AND at <= $3 ORDER BY seq",
                 vec![
@@ -274,13 +270,10 @@ impl AuditLog for SqlAuditLog {
                 ],
             )
             .await?;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let chained = decode_chained(row).map_err(audit_err)?;
-            if chained.event.at >= from && chained.event.at < to {
-                events.push(chained.event);
-            }
-        }
-        Ok(events)
+        Ok(chained
+            .into_iter()
+            .map(|c| c.event)
+            .filter(|event| event.at >= from && event.at < to)
+            .collect())
     }
 }

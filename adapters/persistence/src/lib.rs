@@ -80,8 +80,8 @@ impl Pool {
     };
     /// For `seed` into an empty database: the batch shape without a disk flush per
     /// commit, and on SQLite a rollback journal instead of the write-ahead log, so each
-    /// page is written once (the load ends by closing this pool and opening a durable one,
-    /// which returns the file to WAL, then a checkpoint and a flush).
+    /// page is written once (the load ends by closing this pool, flushing the file
+    /// ([`flush_file`]) and opening a durable pool, which returns the file to WAL).
     pub const BULK_LOAD: Pool = Pool {
         sqlite_durable: false,
         sqlite_rollback_journal: true,
@@ -181,11 +181,10 @@ impl Database {
         };
         // Not for a bulk load (its file is not in WAL mode while it runs), nor for an
         // in-memory database (another connection would see another database).
-        if sqlite && pool.sqlite_durable {
-            let file = db.main_file().await?;
-            if !file.is_empty() {
-                db.readers = Some(Arc::new(reader::Readers::new(file, pool.sqlite_cache_mib)));
-            }
+        if pool.sqlite_durable
+            && let Some(file) = db.sqlite_file().await?
+        {
+            db.readers = Some(Arc::new(reader::Readers::new(file, pool.sqlite_cache_mib)));
         }
         Ok(db)
     }
@@ -226,18 +225,12 @@ impl Database {
         Ok(())
     }
 
-    /// The SQLite database's file, if it is one (not in memory), for [`flush_file`]: read
-    /// it before closing the pool.
-    pub async fn sqlite_file(&self) -> anyhow::Result<Option<std::path::PathBuf>> {
+    /// The SQLite database's file, if it is one (not PostgreSQL, not in memory), for
+    /// [`flush_file`]: read it before closing the pool.
+    pub async fn sqlite_file(&self) -> anyhow::Result<Option<String>> {
         if self.backend() != DbBackend::Sqlite {
             return Ok(None);
         }
-        let file = self.main_file().await?;
-        Ok((!file.is_empty()).then(|| file.into()))
-    }
-
-    /// The SQLite database's file (empty for an in-memory one).
-    async fn main_file(&self) -> anyhow::Result<String> {
         let main = self
             .pool
             .query_one_raw(self.statement(
@@ -245,10 +238,11 @@ impl Database {
                 vec![],
             ))
             .await?;
-        Ok(match main {
+        let file: String = match main {
             Some(row) => row.try_get_by_index(0)?,
             None => String::new(),
-        })
+        };
+        Ok((!file.is_empty()).then_some(file))
     }
 
     /// Applies every migration not yet applied, and rebuilds any secondary index an
@@ -388,7 +382,7 @@ impl Database {
 /// this process to the file is closed: closing any handle to a file drops the process's
 /// POSIX locks on it, so opening it beside a live SQLite connection would leave that
 /// connection unprotected (https://sqlite.org/howtocorrupt.html, 2.2).
-pub async fn flush_file(file: std::path::PathBuf) -> anyhow::Result<()> {
+pub async fn flush_file(file: String) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || std::fs::File::open(&file)?.sync_all())
         .await?
         .map_err(|e| anyhow::anyhow!("cannot flush the database file: {e}"))
@@ -515,7 +509,10 @@ impl UnitOfWork for SqlUnits {
     }
 
     fn capacity(&self) -> usize {
-        unit_capacity(self.db.backend())
+        match self.db.backend() {
+            DbBackend::Postgres => UNIT_CAPACITY_POSTGRES,
+            _ => UNIT_CAPACITY_SQLITE,
+        }
     }
 }
 
@@ -540,19 +537,8 @@ const UNIT_CAPACITY_SQLITE: usize = 500;
 /// touch the same people in another order would deadlock.
 const UNIT_CAPACITY_POSTGRES: usize = 1;
 
-fn unit_capacity(backend: DbBackend) -> usize {
-    match backend {
-        DbBackend::Postgres => UNIT_CAPACITY_POSTGRES,
-        _ => UNIT_CAPACITY_SQLITE,
-    }
-}
-
 #[async_trait::async_trait]
 impl Unit for SqlUnit {
-    fn capacity(&self) -> usize {
-        unit_capacity(self.db.backend())
-    }
-
     fn others_waiting(&self) -> bool {
         self.turn.as_ref().is_some_and(conn::Turn::others_waiting)
     }
