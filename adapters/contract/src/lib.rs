@@ -1508,6 +1508,21 @@ pub fn clock(clock: &dyn Clock) {
     assert!(b >= a);
 }
 
+/// The feed stores' own contracts hold for the stores a unit hands out, as they do
+/// outside one (the same suites, run inside one unit, then committed).
+pub async fn feed_stores_in_a_unit(units: &dyn UnitOfWork, outside: &FeedStores) {
+    let unit = units.begin().await.unwrap();
+    let stores = unit.stores(outside);
+    person_repository(stores.people.as_ref()).await;
+    person_search(stores.people.as_ref()).await;
+    person_merge(stores.people.as_ref()).await;
+    referral_repository(stores.referrals.as_ref(), stores.people.as_ref()).await;
+    alert_repository(stores.alerts.as_ref(), stores.people.as_ref()).await;
+    source_registry(stores.sources.as_ref()).await;
+    quarantine_store(stores.quarantine.as_ref(), stores.sources.as_ref()).await;
+    unit.commit().await.unwrap();
+}
+
 /// The [`UnitOfWork`] contract, over the feed stores used outside any unit.
 pub async fn unit_of_work(units: &dyn UnitOfWork, outside: &FeedStores) {
     assert!(units.capacity() >= 1, "a unit holds at least one message");

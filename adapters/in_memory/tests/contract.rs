@@ -57,6 +57,7 @@ async fn units_of_work_keep_the_unit_of_work_contract() {
         Arc::new(SystemClock),
     );
     care_contract::unit_of_work(ports.units.as_ref(), &ports.feed_stores()).await;
+    care_contract::feed_stores_in_a_unit(ports.units.as_ref(), &ports.feed_stores()).await;
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ impl SqlAccounts {
         Self { db }
     }
 
+    /// On sea-orm, whose errors tell a missing organisation (a foreign key) apart.
     async fn execute(&self, sql: &str, values: Vec<Value>) -> Result<u64, DbErr> {
         Ok(self
             .db
@@ -231,13 +232,7 @@ impl SqlSessions {
     }
 
     async fn execute(&self, sql: &str, values: Vec<Value>) -> Result<u64, RepoError> {
-        Ok(self
-            .db
-            .conn
-            .execute_raw(self.db.statement(sql, values))
-            .await
-            .map_err(unexpected)?
-            .rows_affected())
+        self.db.execute(sql, values).await.map_err(unexpected)
     }
 }
 
@@ -354,8 +349,7 @@ fn decode_event(row: &Row<'_>) -> Result<SecurityEvent, RepoError> {
 impl SecurityLog for SqlSecurityLog {
     async fn append(&self, event: &SecurityEvent) -> Result<(), RepoError> {
         self.db
-            .conn
-            .execute_raw(self.db.statement(
+            .execute(
                 "INSERT INTO security_events (at, kind, user_id, client, detail) \
                  VALUES ($1, $2, $3, $4, $5)",
                 vec![
@@ -365,7 +359,7 @@ impl SecurityLog for SqlSecurityLog {
                     event.client.to_string().into(),
                     event.detail.clone().into(),
                 ],
-            ))
+            )
             .await
             .map_err(unexpected)?;
         Ok(())

@@ -1,6 +1,8 @@
 //! What a repository runs its statements on: the pool, or one open transaction shared
 //! by every store of a unit of work (`Database::unit`), so that a feed batch's writes,
-//! its quarantine entries and its sources' counters commit together.
+//! its quarantine entries and its sources' counters commit together. On a SQLite file a
+//! unit's transaction is on our own write connection ([`crate::writer`]), elsewhere on
+//! sea-orm's.
 
 use std::sync::Arc;
 
@@ -9,6 +11,9 @@ use sea_orm::{
     QueryResult, Statement, TransactionOptions, TransactionTrait,
 };
 use tokio::sync::Mutex;
+
+use crate::SqlError;
+use crate::writer::{LiteUnit, Savepoint};
 
 /// Whose turn it is to write, on SQLite: one writer at a time in this process, served
 /// in the order they asked (tokio's mutex is fair). SQLite has one write lock, and a
@@ -65,6 +70,43 @@ pub(crate) enum Conn {
         backend: DbBackend,
         tx: Arc<Mutex<Option<DatabaseTransaction>>>,
     },
+    /// A unit on a SQLite file: its statements go through `Database::execute`, `rows`
+    /// and `transaction`, never through sea-orm (which fails them).
+    Lite(Arc<LiteUnit>),
+}
+
+/// A transaction for a few statements that stand or fall together: on the pool a new
+/// one; within a unit a savepoint.
+#[derive(Debug)]
+pub(crate) enum Txn {
+    Sea(DatabaseTransaction),
+    Lite(Savepoint),
+}
+
+impl Txn {
+    /// Runs a statement written with `$n` placeholders within the transaction.
+    pub(crate) async fn execute(
+        &self,
+        db: &crate::Database,
+        sql: &str,
+        values: Vec<sea_orm::Value>,
+    ) -> Result<u64, SqlError> {
+        match self {
+            Txn::Sea(txn) => Ok(txn
+                .execute_raw(db.statement(sql, values))
+                .await?
+                .rows_affected()),
+            Txn::Lite(savepoint) => savepoint.execute(&crate::sqlite_placeholders(sql), values),
+        }
+    }
+
+    /// Keeps the statements (commits the transaction, releases the savepoint).
+    pub(crate) async fn commit(self) -> Result<(), SqlError> {
+        match self {
+            Txn::Sea(txn) => Ok(txn.commit().await?),
+            Txn::Lite(savepoint) => savepoint.release(),
+        }
+    }
 }
 
 /// A unit's transaction, while it is open.
@@ -74,6 +116,12 @@ async fn open(
     tokio::sync::MutexGuard::try_map(tx.lock().await, Option::as_mut).map_err(|_| {
         DbErr::Custom("the unit of work has ended (committed or rolled back)".to_owned())
     })
+}
+
+/// What a SQLite unit's statement gets if it is sent through sea-orm: a bug, kept from
+/// writing outside the unit.
+fn not_on_sea() -> DbErr {
+    DbErr::Custom("a SQLite unit of work's statements run on its own connection".to_owned())
 }
 
 /// The options of a write transaction (a unit of work, an audit batch): on PostgreSQL
@@ -109,6 +157,7 @@ impl Conn {
         match self {
             Conn::Pool(pool, _) => pool.begin().await,
             Conn::Unit { tx, .. } => open(tx).await?.begin().await,
+            Conn::Lite(_) => Err(not_on_sea()),
         }
     }
 
@@ -119,7 +168,7 @@ impl Conn {
     ) -> Result<DatabaseTransaction, DbErr> {
         match self {
             Conn::Pool(pool, _) => pool.begin_with_options(options).await,
-            Conn::Unit { .. } => self.begin().await,
+            Conn::Unit { .. } | Conn::Lite(_) => self.begin().await,
         }
     }
 }
@@ -130,6 +179,7 @@ impl ConnectionTrait for Conn {
         match self {
             Conn::Pool(pool, _) => pool.get_database_backend(),
             Conn::Unit { backend, .. } => *backend,
+            Conn::Lite(_) => DbBackend::Sqlite,
         }
     }
 
@@ -140,6 +190,7 @@ impl ConnectionTrait for Conn {
                 pool.execute_raw(stmt).await
             }
             Conn::Unit { tx, .. } => open(tx).await?.execute_raw(stmt).await,
+            Conn::Lite(_) => Err(not_on_sea()),
         }
     }
 
@@ -150,6 +201,7 @@ impl ConnectionTrait for Conn {
                 pool.execute_unprepared(sql).await
             }
             Conn::Unit { tx, .. } => open(tx).await?.execute_unprepared(sql).await,
+            Conn::Lite(_) => Err(not_on_sea()),
         }
     }
 
@@ -157,6 +209,7 @@ impl ConnectionTrait for Conn {
         match self {
             Conn::Pool(pool, _) => pool.query_one_raw(stmt).await,
             Conn::Unit { tx, .. } => open(tx).await?.query_one_raw(stmt).await,
+            Conn::Lite(_) => Err(not_on_sea()),
         }
     }
 
@@ -164,6 +217,7 @@ impl ConnectionTrait for Conn {
         match self {
             Conn::Pool(pool, _) => pool.query_all_raw(stmt).await,
             Conn::Unit { tx, .. } => open(tx).await?.query_all_raw(stmt).await,
+            Conn::Lite(_) => Err(not_on_sea()),
         }
     }
 }

@@ -8,7 +8,7 @@ use care_alert::Alert;
 use care_application::{AlertRepository, ReferralRepository, RepoError};
 use care_kernel::{PersonId, SourceId};
 use care_referral::Referral;
-use sea_orm::{ConnectionTrait, DbBackend, Value};
+use sea_orm::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -180,18 +180,10 @@ impl<T: StoredItem> SqlItems<T> {
             let (columns, row) = insert_row(item)?;
             let (sql, values) = crate::people::insert_rows(T::TABLE, &columns, vec![row]);
             // A taken id or a taken (source, reference) both mean someone got there first.
-            let insert = self.db.statement(&sql, values);
-            let conflict = |e| unique_or_unexpected(e, || RepoError::Conflict);
-            if self.db.backend() == DbBackend::Postgres {
-                // In its own (nested) transaction: in a unit of work on PostgreSQL a failed
-                // statement would otherwise abort the whole unit, not just this write (a
-                // failed statement on SQLite undoes only itself).
-                let txn = self.db.conn.begin().await.map_err(unexpected)?;
-                txn.execute_raw(insert).await.map_err(conflict)?;
-                txn.commit().await.map_err(unexpected)?;
-            } else {
-                self.db.conn.execute_raw(insert).await.map_err(conflict)?;
-            }
+            self.db
+                .execute_alone(&sql, values)
+                .await
+                .map_err(|e| unique_or_unexpected(e, || RepoError::Conflict))?;
         } else {
             let body = to_json(item)?;
             let person = item.person().to_string();
@@ -215,13 +207,8 @@ impl<T: StoredItem> SqlItems<T> {
             if let Some((_, value)) = extra {
                 values.push(value);
             }
-            let done = self
-                .db
-                .conn
-                .execute_raw(self.db.statement(&sql, values))
-                .await
-                .map_err(unexpected)?;
-            if done.rows_affected() != 1 {
+            let done = self.db.execute(&sql, values).await.map_err(unexpected)?;
+            if done != 1 {
                 return Err(RepoError::Conflict);
             }
         }
@@ -242,16 +229,10 @@ impl<T: StoredItem> SqlItems<T> {
             "UPDATE {} SET person_id = $1, version = version + 1 WHERE person_id = $2",
             T::TABLE
         );
-        let done = self
-            .db
-            .conn
-            .execute_raw(
-                self.db
-                    .statement(&sql, vec![to.to_string().into(), from.to_string().into()]),
-            )
+        self.db
+            .execute(&sql, vec![to.to_string().into(), from.to_string().into()])
             .await
-            .map_err(unexpected)?;
-        Ok(done.rows_affected())
+            .map_err(unexpected)
     }
 }
 

@@ -4,8 +4,9 @@ use async_trait::async_trait;
 use care_application::{PersonRepository, RepoError};
 use care_kernel::{PersonId, SourceId};
 use care_person::{Identifier, LocalId, NhsNumber, Person, SearchCriteria};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Value};
+use sea_orm::Value;
 
+use crate::conn::Txn;
 use crate::{
     Database, col, from_json, to_json, unexpected, unique_or_unexpected, version_of, version_value,
 };
@@ -106,7 +107,7 @@ impl SqlPeople {
 
     /// Writes one person inside a transaction: the row (optimistically locked), then its
     /// identifiers and search keys, replaced whole. Returns the new version.
-    async fn write(&self, txn: &DatabaseTransaction, person: &Person) -> Result<u64, RepoError> {
+    async fn write(&self, txn: &Txn, person: &Person) -> Result<u64, RepoError> {
         let db = &self.db;
         let id = person.id().to_string();
         let new_version = person.version() + 1;
@@ -115,7 +116,8 @@ impl SqlPeople {
         let body = to_json(&stored)?;
         let merged_into: Option<String> = person.merged_into().map(|p| p.to_string());
         if person.version() == 0 {
-            txn.execute_raw(db.statement(
+            txn.execute(
+                db,
                 "INSERT INTO people (id, version, merged_into, body) VALUES ($1, $2, $3, $4)",
                 vec![
                     id.clone().into(),
@@ -123,13 +125,15 @@ impl SqlPeople {
                     merged_into.into(),
                     body.into(),
                 ],
-            ))
+            )
             .await
             .map_err(|e| unique_or_unexpected(e, || RepoError::Conflict))?;
         } else {
             let done = txn
-                .execute_raw(db.statement(
-                    "UPDATE people SET version = $1, merged_into = $2, body = $3 WHERE id = $4 AND version = $5",
+                .execute(
+                    db,
+                    "UPDATE people SET version = $1, merged_into = $2, body = $3 \
+                     WHERE id = $4 AND version = $5",
                     vec![
                         version_value(new_version),
                         merged_into.into(),
@@ -137,17 +141,18 @@ impl SqlPeople {
                         id.clone().into(),
                         version_value(person.version()),
                     ],
-                ))
+                )
                 .await
                 .map_err(unexpected)?;
-            if done.rows_affected() != 1 {
+            if done != 1 {
                 return Err(RepoError::Conflict);
             }
             for table in ["person_identifiers", "person_names", "person_postcodes"] {
-                txn.execute_raw(db.statement(
+                txn.execute(
+                    db,
                     &format!("DELETE FROM {table} WHERE person_id = $1"),
                     vec![id.clone().into()],
-                ))
+                )
                 .await
                 .map_err(unexpected)?;
             }
@@ -156,10 +161,11 @@ impl SqlPeople {
             return Ok(new_version);
         }
         for identifier in person.identifiers() {
-            txn.execute_raw(db.statement(
+            txn.execute(
+                db,
                 "INSERT INTO person_identifiers (identifier, person_id) VALUES ($1, $2)",
                 vec![identifier_key(&identifier).into(), id.clone().into()],
-            ))
+            )
             .await
             .map_err(|e| {
                 unique_or_unexpected(e, || {
@@ -181,9 +187,7 @@ impl SqlPeople {
                 &["person_id", "birth_date", "family_key"],
                 rows,
             );
-            txn.execute_raw(db.statement(&sql, values))
-                .await
-                .map_err(unexpected)?;
+            txn.execute(db, &sql, values).await.map_err(unexpected)?;
         }
         if !postcodes.is_empty() {
             let rows = postcodes
@@ -191,9 +195,7 @@ impl SqlPeople {
                 .map(|p| vec![id.clone().into(), p.into()])
                 .collect();
             let (sql, values) = insert_rows("person_postcodes", &["person_id", "postcode"], rows);
-            txn.execute_raw(db.statement(&sql, values))
-                .await
-                .map_err(unexpected)?;
+            txn.execute(db, &sql, values).await.map_err(unexpected)?;
         }
         Ok(new_version)
     }
@@ -272,7 +274,7 @@ impl PersonRepository for SqlPeople {
 
     async fn save(&self, person: &Person) -> Result<u64, RepoError> {
         let _turn = self.db.write_turn().await;
-        let txn = self.db.conn.begin().await.map_err(unexpected)?;
+        let txn = self.db.transaction().await.map_err(unexpected)?;
         let version = self.write(&txn, person).await?;
         txn.commit().await.map_err(unexpected)?;
         Ok(version)
@@ -280,7 +282,7 @@ impl PersonRepository for SqlPeople {
 
     async fn save_merge(&self, survivor: &Person, retired: &Person) -> Result<(), RepoError> {
         let _turn = self.db.write_turn().await;
-        let txn = self.db.conn.begin().await.map_err(unexpected)?;
+        let txn = self.db.transaction().await.map_err(unexpected)?;
         // The retired record gives up its identifiers first, then the survivor takes them.
         self.write(&txn, retired).await?;
         self.write(&txn, survivor).await?;

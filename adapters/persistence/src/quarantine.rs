@@ -7,7 +7,7 @@ use care_application::{
 };
 use care_kernel::{SourceId, UpdateOutcome, UserId};
 use care_person::Identifier;
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -131,8 +131,7 @@ impl QuarantineStore for SqlQuarantine {
         for _ in 0..3 {
             let done = self
                 .db
-                .conn
-                .execute_raw(self.db.statement(
+                .execute_alone(
                     &format!(
                         "INSERT INTO quarantine ({COLUMNS}, raw_digest) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
@@ -153,10 +152,10 @@ impl QuarantineStore for SqlQuarantine {
                         subjects_text(&message.subjects).into(),
                         digest.clone().into(),
                     ],
-                ))
+                )
                 .await
                 .map_err(unexpected)?;
-            if done.rows_affected() == 1 {
+            if done == 1 {
                 return Ok(message.id);
             }
             // The same bytes are already open for this source: that entry holds them.
@@ -220,8 +219,7 @@ impl QuarantineStore for SqlQuarantine {
     async fn resolve(&self, id: Uuid, resolution: &Resolution) -> Result<bool, RepoError> {
         let done = self
             .db
-            .conn
-            .execute_raw(self.db.statement(
+            .execute(
                 "UPDATE quarantine SET resolved_at = $1, resolved_by = $2, resolved_outcome = $3, \
                  corrected = $4 WHERE id = $5 AND resolved_at IS NULL",
                 vec![
@@ -231,9 +229,9 @@ impl QuarantineStore for SqlQuarantine {
                     resolution.corrected.clone().into(),
                     id.to_string().into(),
                 ],
-            ))
+            )
             .await
             .map_err(unexpected)?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 }

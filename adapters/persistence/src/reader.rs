@@ -99,10 +99,7 @@ impl Readers {
         values: Vec<Value>,
         decode: impl Fn(&Row<'_>) -> Result<T, RepoError>,
     ) -> Result<Vec<T>, RepoError> {
-        let params = values
-            .into_iter()
-            .map(lite)
-            .collect::<Result<Vec<_>, _>>()?;
+        let params = bind(values).map_err(crate::unexpected)?;
         let conn = self.take()?;
         let result = run(&conn, sql, params, decode);
         // A connection whose statement failed is as good as any other: SQLite keeps no
@@ -112,7 +109,8 @@ impl Readers {
     }
 }
 
-fn run<T>(
+/// Runs `sql` on `conn` and decodes each row.
+pub(crate) fn run<T>(
     conn: &rusqlite::Connection,
     sql: &str,
     params: Vec<Lite>,
@@ -129,8 +127,18 @@ fn run<T>(
     Ok(out)
 }
 
+/// Sea-orm values as SQLite stores them.
+pub(crate) fn bind(values: Vec<Value>) -> rusqlite::Result<Vec<Lite>> {
+    values.into_iter().map(lite).collect()
+}
+
+/// A value rusqlite cannot bind: an error, not a wrong number.
+fn unbindable(what: String) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(what.into())
+}
+
 /// A sea-orm value as SQLite stores it (as sqlx would bind it).
-fn lite(value: Value) -> Result<Lite, RepoError> {
+fn lite(value: Value) -> rusqlite::Result<Lite> {
     Ok(match value {
         Value::Bool(v) => v.map_or(Lite::Null, |v| Lite::Integer(i64::from(v))),
         Value::TinyInt(v) => v.map_or(Lite::Null, |v| Lite::Integer(v.into())),
@@ -144,9 +152,9 @@ fn lite(value: Value) -> Result<Lite, RepoError> {
             None => Lite::Null,
             Some(Ok(v)) => Lite::Integer(v),
             Some(Err(_)) => {
-                return Err(RepoError::Unexpected(anyhow::anyhow!(
-                    "an unsigned value beyond SQLite's integers"
-                )));
+                return Err(unbindable(
+                    "an unsigned value beyond SQLite's integers".to_owned(),
+                ));
             }
         },
         Value::Float(v) => v.map_or(Lite::Null, |v| Lite::Real(v.into())),
@@ -157,8 +165,8 @@ fn lite(value: Value) -> Result<Lite, RepoError> {
         Value::String(v) => v.map_or(Lite::Null, Lite::Text),
         Value::Bytes(v) => v.map_or(Lite::Null, Lite::Blob),
         other => {
-            return Err(RepoError::Unexpected(anyhow::anyhow!(
-                "a value of a kind the SQLite reader does not bind: {other:?}"
+            return Err(unbindable(format!(
+                "a value of a kind the SQLite adapter does not bind: {other:?}"
             )));
         }
     })

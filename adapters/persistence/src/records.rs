@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use care_application::{ConsentRepository, RepoError};
 use care_consent::Consent;
 use care_person::NhsNumber;
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::Value;
 
 use crate::{
     Database, col, from_json, to_json, unexpected, unique_or_unexpected, version_of, version_value,
@@ -71,18 +71,16 @@ impl ConsentRepository for SqlConsent {
         let nhs = consent.nhs_number().digits();
         if consent.version() == 0 {
             self.db
-                .conn
-                .execute_raw(self.db.statement(
+                .execute(
                     "INSERT INTO consents (nhs_number, version, body) VALUES ($1, $2, $3)",
                     vec![nhs.into(), version_value(new_version), body.into()],
-                ))
+                )
                 .await
                 .map_err(|e| unique_or_unexpected(e, || RepoError::Conflict))?;
         } else {
             let done = self
                 .db
-                .conn
-                .execute_raw(self.db.statement(
+                .execute(
                     "UPDATE consents SET version = $1, body = $2 WHERE nhs_number = $3 AND version = $4",
                     vec![
                         version_value(new_version),
@@ -90,10 +88,10 @@ impl ConsentRepository for SqlConsent {
                         nhs.into(),
                         version_value(consent.version()),
                     ],
-                ))
+                )
                 .await
                 .map_err(unexpected)?;
-            if done.rows_affected() != 1 {
+            if done != 1 {
                 return Err(RepoError::Conflict);
             }
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use care_application::{MessageOutcome, RepoError, SourceInfo, SourceRegistry};
 use care_kernel::{Source, SourceId, SourceKind, Timestamp};
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::Value;
 
 use crate::{Database, Row, col, from_micros, micros, unexpected};
 
@@ -67,8 +67,7 @@ impl SourceRegistry for SqlSources {
     async fn register(&self, info: &SourceInfo) -> Result<(), RepoError> {
         let interval = i64::try_from(info.expected_interval.as_secs()).unwrap_or(i64::MAX);
         self.db
-            .conn
-            .execute_raw(self.db.statement(
+            .execute(
                 "INSERT INTO sources (id, kind, name, expected_interval_secs, last_message_at, applied, unchanged) \
                  VALUES ($1, $2, $3, $4, NULL, 0, 0) \
                  ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, name = excluded.name, \
@@ -79,7 +78,7 @@ impl SourceRegistry for SqlSources {
                     info.name.clone().into(),
                     interval.into(),
                 ],
-            ))
+            )
             .await
             .map_err(unexpected)?;
         Ok(())
@@ -97,8 +96,7 @@ impl SourceRegistry for SqlSources {
             MessageOutcome::Quarantined => (0, 0, 1),
         };
         self.db
-            .conn
-            .execute_raw(self.db.statement(
+            .execute(
                 "UPDATE sources SET \
                  last_message_at = CASE WHEN last_message_at IS NULL OR last_message_at < $1 THEN $1 ELSE last_message_at END, \
                  applied = applied + $2, unchanged = unchanged + $3, quarantined = quarantined + $4 \
@@ -110,7 +108,7 @@ impl SourceRegistry for SqlSources {
                     quarantined.into(),
                     id.as_str().into(),
                 ],
-            ))
+            )
             .await
             .map_err(unexpected)?;
         Ok(())

@@ -39,6 +39,7 @@ async fn contracts(db: &Database) {
         Arc::new(care_in_memory::UuidV7Ids),
     );
     care_contract::unit_of_work(ports.units.as_ref(), &ports.feed_stores()).await;
+    care_contract::feed_stores_in_a_unit(ports.units.as_ref(), &ports.feed_stores()).await;
     care_contract::audit_log(Arc::new(SqlAuditLog::new(db.clone()))).await;
     let accounts = SqlAccounts::new(db.clone());
     care_contract::account_store(&accounts).await;
@@ -498,4 +499,54 @@ async fn sqlite_reads_do_not_wait_for_a_unit_holding_the_write_lock() {
         people.get(pending.id()).await.unwrap().is_some(),
         "after the commit, a reader sees it"
     );
+}
+
+/// A unit on a SQLite file runs on the process's one write connection: a unit dropped
+/// without commit must leave nothing and hand the connection back, and a store kept
+/// after its unit ended must fail rather than write outside any transaction.
+#[tokio::test]
+async fn a_sqlite_unit_ends_cleanly_on_its_write_connection() {
+    use care_application::PersonRepository;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("units.db").display());
+    let db = Database::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    let ports = db.ports(
+        Arc::new(care_in_memory::SpecPolicy::default()),
+        Arc::new(care_in_memory::SystemClock),
+        Arc::new(care_in_memory::UuidV7Ids),
+    );
+    let outside = ports.feed_stores();
+    let person = || care_person::Person::new(PersonId::from_uuid(uuid::Uuid::new_v4()));
+
+    let dropped = person();
+    let unit = ports.units.begin().await.unwrap();
+    let kept = unit.stores(&outside);
+    kept.people.save(&dropped).await.unwrap();
+    drop(unit);
+    assert_eq!(
+        outside.people.get(dropped.id()).await.unwrap(),
+        None,
+        "a dropped unit is rolled back"
+    );
+    assert!(
+        kept.people.save(&person()).await.is_err(),
+        "a store of an ended unit refuses to write"
+    );
+
+    let committed = person();
+    let unit = ports.units.begin().await.unwrap();
+    let stores = unit.stores(&outside);
+    stores.people.save(&committed).await.unwrap();
+    unit.commit().await.unwrap();
+    assert!(
+        stores.people.save(&person()).await.is_err(),
+        "a store of a committed unit refuses to write"
+    );
+    assert!(outside.people.get(committed.id()).await.unwrap().is_some());
+    // Outside units, the pool still writes (the write connection was handed back and
+    // holds no lock).
+    let after = person();
+    SqlPeople::new(db.clone()).save(&after).await.unwrap();
+    assert!(outside.people.get(after.id()).await.unwrap().is_some());
 }
