@@ -323,6 +323,12 @@ impl FeedSession {
         self.services.ports.units.capacity()
     }
 
+    /// Whether another process would wait for this one's units (see
+    /// [`crate::UnitOfWork::others_attached`]).
+    pub fn others_attached(&self) -> bool {
+        self.services.ports.units.others_attached()
+    }
+
     /// Opens a unit of work: a session over the same source whose writes — applied
     /// messages, quarantine entries, the source's counters — commit together when the
     /// unit does (see [`crate::UnitOfWork`]). Nothing written through it may be

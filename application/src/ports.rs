@@ -670,6 +670,14 @@ pub trait UnitOfWork: Send + Sync {
     /// keep in one transaction without holding up others for long (PostgreSQL keeps each
     /// row's lock until commit, so a unit there holds one message).
     fn capacity(&self) -> usize;
+    /// Whether another process has the database open now and would wait for this one's
+    /// units: on a database with one write lock (SQLite), whose other processes cannot
+    /// join this process's queue for it and only poll. A long run of units (a batch load
+    /// in its own process) then leaves the database to them between units; alone, it
+    /// need not. Asked once per unit, so cheap.
+    fn others_attached(&self) -> bool {
+        false
+    }
 }
 
 /// An open unit of work (see [`UnitOfWork`]).

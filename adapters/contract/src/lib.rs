@@ -1526,6 +1526,10 @@ pub async fn feed_stores_in_a_unit(units: &dyn UnitOfWork, outside: &FeedStores)
 /// The [`UnitOfWork`] contract, over the feed stores used outside any unit.
 pub async fn unit_of_work(units: &dyn UnitOfWork, outside: &FeedStores) {
     assert!(units.capacity() >= 1, "a unit holds at least one message");
+    assert!(
+        !units.others_attached(),
+        "no other process has the test's database open"
+    );
     let acute = source(SourceKind::Acute);
     outside
         .sources

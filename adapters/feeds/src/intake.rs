@@ -35,7 +35,7 @@ pub(crate) struct Units<'a> {
     open: Option<OpenUnit>,
     /// Whether to leave the database to others between units for as long as the unit
     /// held it (a batch job in its own process, which the server's fair write queue
-    /// cannot see).
+    /// cannot see), when another process has it open.
     share: bool,
 }
 
@@ -101,7 +101,7 @@ impl<'a> Units<'a> {
             Some(open) => {
                 let several = self.session.unit_capacity() > 1;
                 open.unit.commit().await?;
-                if self.share && several {
+                if self.share && several && self.session.others_attached() {
                     tokio::time::sleep(open.since.elapsed().min(UNIT_OPEN_FOR)).await;
                 }
                 Ok(())

@@ -625,6 +625,13 @@ impl UnitOfWork for SqlUnits {
         Ok(Box::new(self.db.unit().await?))
     }
 
+    fn others_attached(&self) -> bool {
+        self.db
+            .writer
+            .as_ref()
+            .is_some_and(|writer| writer.others_attached())
+    }
+
     fn capacity(&self) -> usize {
         match self.db.backend() {
             DbBackend::Postgres => UNIT_CAPACITY_POSTGRES,

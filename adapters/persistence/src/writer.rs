@@ -59,6 +59,32 @@ impl Writer {
         Ok(conn)
     }
 
+    /// Whether another process has the file open: in WAL mode every connection holds a
+    /// read lock on the shared-memory file (`-shm`) for as long as it is open, and Linux
+    /// lists every lock with its process in `/proc/locks`. Read there rather than asked
+    /// with `fcntl(F_GETLK)`, which needs a descriptor of the file, and closing any
+    /// descriptor of a file drops every lock the process holds on it — SQLite's own
+    /// (https://sqlite.org/howtocorrupt.html, 2.2). Where it cannot tell (no `/proc`),
+    /// it answers yes. Processes in another PID namespace (another container sharing the
+    /// file) are not listed there: such a deployment should use PostgreSQL.
+    #[cfg(unix)]
+    pub(crate) fn others_attached(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(shm) = std::fs::metadata(format!("{}-shm", self.path)) else {
+            return true;
+        };
+        let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+            return true;
+        };
+        locks_of_others(&locks, shm.ino(), std::process::id())
+    }
+
+    /// Elsewhere it cannot tell: yes.
+    #[cfg(not(unix))]
+    pub(crate) fn others_attached(&self) -> bool {
+        true
+    }
+
     fn give_back(&self, conn: Connection) {
         if let Ok(mut idle) = self.idle.lock() {
             *idle = Some(conn);
@@ -85,6 +111,26 @@ impl Writer {
             conn: Mutex::new(Some(conn)),
         })
     }
+}
+
+/// Whether `/proc/locks` lists a lock on the file with this inode held by a process
+/// other than `me`. A line reads `1: POSIX  ADVISORY  READ 1234 fe:00:770064 128 128`
+/// (a waiting lock has a `->` after the number); the device is not compared, so a file
+/// with the same inode elsewhere counts too (a pause for nothing, never a missed one).
+fn locks_of_others(locks: &str, inode: u64, me: u32) -> bool {
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(at) = fields.iter().position(|f| f.matches(':').count() == 2) else {
+            return false;
+        };
+        let same_file = fields[at]
+            .rsplit(':')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            == Some(inode);
+        let holder = at.checked_sub(1).and_then(|k| fields.get(k));
+        same_file && holder.is_none_or(|pid| pid.parse::<u32>().ok() != Some(me))
+    })
 }
 
 /// An open unit's transaction on the write connection. Ended by [`LiteUnit::commit`] or
@@ -212,5 +258,28 @@ impl Drop for Savepoint {
                 .unit
                 .with(|conn| Ok(conn.execute_batch("ROLLBACK TO step; RELEASE step")?));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locks_of_others;
+
+    const LOCKS: &str = "1: POSIX  ADVISORY  READ 4242 fe:00:770064 128 128\n\
+                         2: POSIX  ADVISORY  WRITE 17 fe:00:770062 0 EOF\n\
+                         2: -> POSIX  ADVISORY  WRITE 99 fe:00:770070 0 EOF\n\
+                         3: OFDLCK ADVISORY  READ -1 00:2f:5 0 EOF\n";
+
+    #[test]
+    fn a_lock_on_the_file_by_another_process_is_found_and_our_own_are_not() {
+        assert!(locks_of_others(LOCKS, 770_064, 1));
+        assert!(!locks_of_others(LOCKS, 770_064, 4242), "our own lock");
+        assert!(!locks_of_others(LOCKS, 123, 1), "no lock on that file");
+        assert!(locks_of_others(LOCKS, 770_070, 1), "a waiting lock counts");
+        assert!(
+            locks_of_others(LOCKS, 5, 1),
+            "a lock without a process counts"
+        );
+        assert!(!locks_of_others("", 770_064, 1));
     }
 }

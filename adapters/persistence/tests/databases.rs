@@ -550,3 +550,57 @@ async fn a_sqlite_unit_ends_cleanly_on_its_write_connection() {
     SqlPeople::new(db.clone()).save(&after).await.unwrap();
     assert!(outside.people.get(after.id()).await.unwrap().is_some());
 }
+
+/// A batch load leaves the database to other processes between its units only when
+/// another process has it open: the units must see one (Python's sqlite3 here, skipped
+/// with a line where there is no python3) and only while it is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_units_see_whether_another_process_has_the_database_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("care.db");
+    let db = Database::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    let ports = db.ports(
+        Arc::new(care_in_memory::SpecPolicy::default()),
+        Arc::new(care_in_memory::SystemClock),
+        Arc::new(care_in_memory::UuidV7Ids),
+    );
+    assert!(
+        !ports.units.others_attached(),
+        "this process's own connections are not others"
+    );
+    let other = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             c.execute('SELECT COUNT(*) FROM organisations').fetchall(); \
+             print('open', flush=True); sys.stdin.read(); c.close()",
+        )
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut other) = other else {
+        eprintln!("skipped: no python3 to open the database from another process");
+        return;
+    };
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(other.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "open");
+    assert!(
+        ports.units.others_attached(),
+        "another process holds the database open"
+    );
+    drop(other.stdin.take());
+    assert!(other.wait().unwrap().success());
+    assert!(
+        !ports.units.others_attached(),
+        "once it has closed it, nobody else"
+    );
+}
