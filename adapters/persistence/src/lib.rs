@@ -314,7 +314,7 @@ impl Database {
     /// READ COMMITTED) that every store built on the returned database shares. On a
     /// SQLite file it runs on the write connection ([`writer`]).
     pub async fn unit(&self) -> Result<SqlUnit, RepoError> {
-        let (turn, guard) = match &self.conn {
+        let (turn, mut guard) = match &self.conn {
             conn::Conn::Pool(_, Some(turn)) => {
                 (Some(turn.clone()), Some(turn.take_for_unit().await))
             }
@@ -322,7 +322,9 @@ impl Database {
         };
         let (conn, tx) = match (&self.writer, &self.conn) {
             (Some(writer), conn::Conn::Pool(..)) => {
-                let unit = Arc::new(writer.begin().await.map_err(unexpected)?);
+                // The unit holds the turn: it lets it go only once its connection is done.
+                let unit = writer.begin(guard.take()).await.map_err(unexpected)?;
+                let unit = Arc::new(unit);
                 (conn::Conn::Lite(unit.clone()), UnitTx::Lite(unit))
             }
             _ => {
@@ -380,6 +382,9 @@ impl Database {
                 return readers.rows(&sqlite_placeholders(sql), values, decode);
             }
             (conn::Conn::Lite(unit), _) => {
+                // Synchronous: spend tokio's budget so a long unit still lets other tasks
+                // of this worker run now and then.
+                tokio::task::consume_budget().await;
                 return unit.rows(&sqlite_placeholders(sql), values, decode);
             }
             _ => {}
@@ -396,7 +401,10 @@ impl Database {
     /// the pool it takes the write turn (SQLite).
     pub(crate) async fn execute(&self, sql: &str, values: Vec<Value>) -> Result<u64, SqlError> {
         match &self.conn {
-            conn::Conn::Lite(unit) => unit.execute(&sqlite_placeholders(sql), values),
+            conn::Conn::Lite(unit) => {
+                tokio::task::consume_budget().await;
+                unit.execute(&sqlite_placeholders(sql), values)
+            }
             conn => Ok(conn
                 .execute_raw(self.statement(sql, values))
                 .await?
@@ -406,8 +414,9 @@ impl Database {
 
     /// [`Database::execute`] for a statement that may fail (a taken key) without
     /// spoiling a unit it runs in: on PostgreSQL a failed statement aborts the whole
-    /// transaction, so there it runs in a savepoint of its own; on SQLite a failed
-    /// statement undoes only itself.
+    /// transaction, so there it runs in a savepoint of its own; on SQLite a constraint
+    /// failure undoes only its statement (the errors that make SQLite roll back the
+    /// whole transaction — a full disk, an I/O error — end the unit: `writer.rs`).
     pub(crate) async fn execute_alone(
         &self,
         sql: &str,
@@ -647,7 +656,8 @@ pub struct SqlUnit {
     /// The transaction's statements; dropped before the turn.
     db: Database,
     tx: UnitTx,
-    /// This process's turn to write (SQLite), until the unit ends.
+    /// This process's turn to write (SQLite), until the unit ends (on a SQLite file the
+    /// write connection's unit holds it instead).
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
     /// The queue for it, to see whether other writers wait.
     turn: Option<conn::Turn>,

@@ -86,29 +86,32 @@ impl Writer {
     }
 
     fn give_back(&self, conn: Connection) {
-        if let Ok(mut idle) = self.idle.lock() {
-            *idle = Some(conn);
-        }
+        *lock(&self.idle) = Some(conn);
     }
 
-    /// Opens a unit: `BEGIN IMMEDIATE` on the idle connection (or a new one). The caller
-    /// holds the write turn.
-    pub(crate) async fn begin(self: &Arc<Self>) -> Result<LiteUnit, SqlError> {
+    /// Opens a unit: `BEGIN IMMEDIATE` on the idle connection (or a new one), holding
+    /// `turn` (the process's write turn) until the unit ends. If the caller stops waiting,
+    /// the turn goes only once the connection is done (closed, with the transaction).
+    pub(crate) async fn begin(self: &Arc<Self>, turn: Option<Turn>) -> Result<LiteUnit, SqlError> {
         let writer = self.clone();
         let conn = tokio::task::spawn_blocking(move || {
-            let idle = writer.idle.lock().ok().and_then(|mut idle| idle.take());
+            let idle = lock(&writer.idle).take();
             let conn = match idle {
                 Some(conn) => conn,
                 None => writer.open()?,
             };
             conn.execute_batch("BEGIN IMMEDIATE")?;
-            Ok::<_, rusqlite::Error>(conn)
+            Ok::<_, rusqlite::Error>(Open {
+                conn,
+                turn,
+                savepoints: 0,
+            })
         })
         .await
         .map_err(|e| SqlError::Other(anyhow::anyhow!("the unit could not begin: {e}")))??;
         Ok(LiteUnit {
             writer: self.clone(),
-            conn: Mutex::new(Some(conn)),
+            open: Mutex::new(Some(conn)),
         })
     }
 }
@@ -133,12 +136,34 @@ fn locks_of_others(locks: &str, inode: u64, me: u32) -> bool {
     })
 }
 
-/// An open unit's transaction on the write connection. Ended by [`LiteUnit::commit`] or
-/// [`LiteUnit::roll_back`] (and when dropped); after that its statements fail.
+/// The process's write turn, held by a unit (see [`crate::conn::Turn`]).
+pub(crate) type Turn = tokio::sync::OwnedMutexGuard<()>;
+
+/// A lock whose holder panicked is still good here: what it guards is an `Option` that
+/// is replaced whole.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An open unit's transaction on the write connection, with the write turn. Ended by
+/// [`LiteUnit::commit`] or [`LiteUnit::roll_back`] (and when dropped); after that — or
+/// once SQLite itself has rolled the transaction back (a full disk, an I/O error) — its
+/// statements fail: they must never run outside the unit's transaction.
 #[derive(Debug)]
 pub(crate) struct LiteUnit {
     writer: Arc<Writer>,
-    conn: Mutex<Option<Connection>>,
+    open: Mutex<Option<Open>>,
+}
+
+/// What an open unit holds.
+#[derive(Debug)]
+struct Open {
+    conn: Connection,
+    turn: Option<Turn>,
+    /// Savepoints open (each named by its depth: `step0`, `step1`, …).
+    savepoints: usize,
 }
 
 /// A unit that has ended: its stores no longer write.
@@ -149,9 +174,38 @@ fn ended() -> SqlError {
 }
 
 impl LiteUnit {
+    /// Runs `f` on the unit while its transaction is open. If SQLite rolled the whole
+    /// transaction back (some errors do), the unit ends there.
+    fn with_open<T>(
+        &self,
+        f: impl FnOnce(&mut Open) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        let mut guard = lock(&self.open);
+        let open = guard.as_mut().ok_or_else(ended)?;
+        let result = if open.conn.is_autocommit() {
+            Err(ended())
+        } else {
+            f(open)
+        };
+        if result.is_err() && open.conn.is_autocommit() {
+            self.end(guard.take());
+        }
+        result
+    }
+
     fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, SqlError>) -> Result<T, SqlError> {
-        let conn = self.conn.lock().map_err(|_| ended())?;
-        f(conn.as_ref().ok_or_else(ended)?)
+        self.with_open(|open| f(&open.conn))
+    }
+
+    /// Ends the unit: rolls back what is still open (cheap in WAL mode: nothing reached
+    /// the file), hands the connection back, then lets the turn go.
+    fn end(&self, open: Option<Open>) {
+        if let Some(Open { conn, turn, .. }) = open {
+            if conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok() {
+                self.writer.give_back(conn);
+            }
+            drop(turn);
+        }
     }
 
     /// Runs a statement (SQLite placeholders already) and returns the rows it changed.
@@ -180,45 +234,72 @@ impl LiteUnit {
     /// A savepoint within the unit: its statements are undone together unless it is
     /// released ([`Savepoint::release`]).
     pub(crate) fn savepoint(self: &Arc<Self>) -> Result<Savepoint, SqlError> {
-        self.with(|conn| Ok(conn.execute_batch("SAVEPOINT step")?))?;
+        let depth = self.with_open(|open| {
+            control(&open.conn, &format!("SAVEPOINT step{}", open.savepoints))?;
+            open.savepoints += 1;
+            Ok(open.savepoints - 1)
+        })?;
         Ok(Savepoint {
             unit: self.clone(),
-            released: false,
+            depth: Some(depth),
         })
     }
 
-    /// Commits, on the blocking pool (the disk flush), and hands the connection back.
+    /// Ends the savepoint at `depth`, keeping its statements or undoing them. Only the
+    /// innermost may end: one ended out of order would end the ones within it too, so
+    /// then the whole unit is rolled back (its commit fails; the caller redoes it).
+    fn end_savepoint(&self, depth: usize, keep: bool) -> Result<(), SqlError> {
+        let ended_in_order = self.with_open(|open| {
+            if open.savepoints != depth + 1 {
+                return Ok(false);
+            }
+            let name = format!("step{depth}");
+            if !keep {
+                control(&open.conn, &format!("ROLLBACK TO {name}"))?;
+            }
+            control(&open.conn, &format!("RELEASE {name}"))?;
+            open.savepoints = depth;
+            Ok(true)
+        })?;
+        if ended_in_order {
+            return Ok(());
+        }
+        self.roll_back();
+        Err(SqlError::Other(anyhow::anyhow!(
+            "savepoints ended out of order: the unit of work was rolled back"
+        )))
+    }
+
+    /// Commits, on the blocking pool (the disk flush), and hands the connection back;
+    /// the turn goes with it, once the commit is done, even if the caller stops waiting.
     pub(crate) async fn commit(&self) -> Result<(), SqlError> {
-        let conn = self
-            .conn
-            .lock()
-            .ok()
-            .and_then(|mut conn| conn.take())
-            .ok_or_else(ended)?;
+        let Open { conn, turn, .. } = lock(&self.open).take().ok_or_else(ended)?;
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
-            let committed = conn.execute_batch("COMMIT");
+            let committed = if conn.is_autocommit() {
+                Err(SqlError::Other(anyhow::anyhow!(
+                    "the unit's transaction was rolled back by the database"
+                )))
+            } else {
+                conn.execute_batch("COMMIT").map_err(SqlError::from)
+            };
             // A failed COMMIT (a full disk) leaves the transaction open: undo it, or
             // the connection is not fit to be used again.
             if conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok() {
                 writer.give_back(conn);
             }
+            drop(turn);
             committed
         })
         .await
-        .map_err(|e| SqlError::Other(anyhow::anyhow!("the commit did not finish: {e}")))??;
-        Ok(())
+        .map_err(|e| SqlError::Other(anyhow::anyhow!("the commit did not finish: {e}")))?
     }
 
-    /// Rolls back what the unit wrote, if it is still open (cheap in WAL mode: nothing
-    /// reached the file), and hands the connection back.
+    /// Rolls back what the unit wrote, if it is still open, and hands the connection
+    /// back.
     pub(crate) fn roll_back(&self) {
-        let Some(conn) = self.conn.lock().ok().and_then(|mut conn| conn.take()) else {
-            return;
-        };
-        if conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok() {
-            self.writer.give_back(conn);
-        }
+        let open = lock(&self.open).take();
+        self.end(open);
     }
 }
 
@@ -228,12 +309,20 @@ impl Drop for LiteUnit {
     }
 }
 
+/// Runs a savepoint statement, prepared once per connection (`execute_batch` would parse
+/// it each time: a savepoint is two statements a person saved).
+fn control(conn: &Connection, sql: &str) -> Result<(), SqlError> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 /// A savepoint of a [`LiteUnit`]; dropped without [`Savepoint::release`], it undoes its
 /// statements.
 #[derive(Debug)]
 pub(crate) struct Savepoint {
     unit: Arc<LiteUnit>,
-    released: bool,
+    /// Its depth; taken once it has ended.
+    depth: Option<usize>,
 }
 
 impl Savepoint {
@@ -244,26 +333,105 @@ impl Savepoint {
 
     /// Keeps the savepoint's statements (as part of the unit).
     pub(crate) fn release(mut self) -> Result<(), SqlError> {
-        self.released = true;
-        self.unit
-            .with(|conn| Ok(conn.execute_batch("RELEASE step")?))
+        match self.depth.take() {
+            Some(depth) => self.unit.end_savepoint(depth, true),
+            None => Err(ended()),
+        }
     }
 }
 
 impl Drop for Savepoint {
     fn drop(&mut self) {
-        if !self.released {
+        if let Some(depth) = self.depth.take() {
             // If the unit has ended there is nothing left to undo.
-            let _ = self
-                .unit
-                .with(|conn| Ok(conn.execute_batch("ROLLBACK TO step; RELEASE step")?));
+            let _ = self.unit.end_savepoint(depth, false);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::locks_of_others;
+    use super::*;
+
+    /// A writer of a new file with one table, and a plain connection to look at it.
+    fn file() -> (tempfile::TempDir, Arc<Writer>, Connection) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("w.db");
+        let other = Connection::open(&path).expect("open");
+        other
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY);")
+            .expect("schema");
+        let writer = Arc::new(Writer::new(path.to_string_lossy().into_owned(), 1));
+        (dir, writer, other)
+    }
+
+    fn count(conn: &Connection) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
+            .expect("count")
+    }
+
+    fn insert(id: i64) -> (&'static str, Vec<Value>) {
+        ("INSERT INTO t (id) VALUES (?)", vec![Value::from(id)])
+    }
+
+    #[tokio::test]
+    async fn a_transaction_the_database_rolled_back_ends_the_unit() {
+        let (_dir, writer, other) = file();
+        let unit = writer.begin(None).await.expect("begin");
+        let (sql, values) = insert(1);
+        unit.execute(sql, values).expect("insert");
+        // OR ROLLBACK: the conflict rolls the whole transaction back, as a full disk or
+        // an I/O error would.
+        assert!(
+            unit.execute("INSERT OR ROLLBACK INTO t (id) VALUES (1)", vec![])
+                .is_err()
+        );
+        let (sql, values) = insert(2);
+        assert!(
+            unit.execute(sql, values).is_err(),
+            "no statement runs outside the unit's transaction"
+        );
+        assert!(unit.commit().await.is_err(), "the commit says so");
+        assert_eq!(count(&other), 0);
+        // The connection was handed back in order: the next unit works.
+        let next = writer.begin(None).await.expect("begin again");
+        let (sql, values) = insert(3);
+        next.execute(sql, values).expect("insert");
+        next.commit().await.expect("commit");
+        assert_eq!(count(&other), 1);
+    }
+
+    #[tokio::test]
+    async fn savepoints_end_innermost_first_or_the_unit_is_rolled_back() {
+        let (_dir, writer, other) = file();
+        let unit = Arc::new(writer.begin(None).await.expect("begin"));
+        let outer = unit.savepoint().expect("outer");
+        let (sql, values) = insert(1);
+        outer.execute(sql, values).expect("insert");
+        let inner = unit.savepoint().expect("inner");
+        let (sql, values) = insert(2);
+        inner.execute(sql, values).expect("insert");
+        drop(inner);
+        outer.release().expect("released in order");
+        let (sql, values) = insert(3);
+        unit.execute(sql, values).expect("insert");
+        unit.commit().await.expect("commit");
+        assert_eq!(
+            count(&other),
+            2,
+            "rows 1 and 3; the dropped savepoint's 2 undone"
+        );
+
+        let unit = Arc::new(writer.begin(None).await.expect("begin"));
+        let outer = unit.savepoint().expect("outer");
+        let inner = unit.savepoint().expect("inner");
+        let (sql, values) = insert(4);
+        inner.execute(sql, values).expect("insert");
+        assert!(outer.release().is_err(), "the outer one cannot end first");
+        drop(inner);
+        assert!(unit.commit().await.is_err(), "the unit was rolled back");
+        assert_eq!(count(&other), 2);
+    }
 
     const LOCKS: &str = "1: POSIX  ADVISORY  READ 4242 fe:00:770064 128 128\n\
                          2: POSIX  ADVISORY  WRITE 17 fe:00:770062 0 EOF\n\
