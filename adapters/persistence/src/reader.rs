@@ -177,6 +177,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sqlite_is_compiled_without_stat4() {
+        // .cargo/config.toml: with STAT4, every new binding of a looked-at parameter
+        // recompiles the statement.
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        let used: i64 = conn
+            .query_row(
+                "SELECT sqlite_compileoption_used('ENABLE_STAT4')",
+                [],
+                |row| row.get(0),
+            )
+            .expect("compile options");
+        assert_eq!(
+            used, 0,
+            "SQLite was built with STAT4: see .cargo/config.toml"
+        );
+    }
+
+    #[test]
     fn values_bind_as_sqlx_binds_them_for_sqlite() {
         let id = uuid::Uuid::from_u128(7);
         let cases = [
