@@ -19,6 +19,23 @@ use sea_orm::{ConnectionTrait, DbBackend};
 
 const POSTGRES_URL: &str = "CARE_TEST_POSTGRES_URL";
 
+/// The application's ports over a database: the SPEC policy, the system clock, v7 ids.
+fn ports_of(db: &Database) -> care_application::Ports {
+    db.ports(
+        Arc::new(care_in_memory::SpecPolicy::default()),
+        Arc::new(care_in_memory::SystemClock),
+        Arc::new(care_in_memory::UuidV7Ids),
+    )
+}
+
+/// A migrated SQLite file `name` in `dir` (batch pool shape).
+async fn migrated_sqlite(dir: &tempfile::TempDir, name: &str) -> Database {
+    let url = format!("sqlite://{}", dir.path().join(name).display());
+    let db = Database::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    db
+}
+
 async fn contracts(db: &Database) {
     let people = SqlPeople::new(db.clone());
     care_contract::person_repository(&people).await;
@@ -33,11 +50,7 @@ async fn contracts(db: &Database) {
         &SqlSources::new(db.clone()),
     )
     .await;
-    let ports = db.ports(
-        Arc::new(care_in_memory::SpecPolicy::default()),
-        Arc::new(care_in_memory::SystemClock),
-        Arc::new(care_in_memory::UuidV7Ids),
-    );
+    let ports = ports_of(db);
     care_contract::unit_of_work(ports.units.as_ref(), &ports.feed_stores()).await;
     care_contract::feed_stores_in_a_unit(ports.units.as_ref(), &ports.feed_stores()).await;
     care_contract::audit_log(Arc::new(SqlAuditLog::new(db.clone()))).await;
@@ -311,14 +324,8 @@ async fn postgres_adapters_keep_every_port_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_writers_get_their_turn_between_units_of_work() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("turns.db").display());
-    let db = Database::connect(&url).await.unwrap();
-    db.migrate().await.unwrap();
-    let ports = db.ports(
-        Arc::new(care_in_memory::SpecPolicy::default()),
-        Arc::new(care_in_memory::SystemClock),
-        Arc::new(care_in_memory::UuidV7Ids),
-    );
+    let db = migrated_sqlite(&dir, "turns.db").await;
+    let ports = ports_of(&db);
     let outside = ports.feed_stores();
     let units = ports.units.clone();
     let feed = tokio::spawn(async move {
@@ -463,11 +470,7 @@ async fn sqlite_reads_do_not_wait_for_a_unit_holding_the_write_lock() {
     let url = format!("sqlite://{}", dir.path().join("reads.db").display());
     let db = Database::connect_serving(&url).await.unwrap();
     db.migrate().await.unwrap();
-    let ports = db.ports(
-        Arc::new(care_in_memory::SpecPolicy::default()),
-        Arc::new(care_in_memory::SystemClock),
-        Arc::new(care_in_memory::UuidV7Ids),
-    );
+    let ports = ports_of(&db);
     let people = SqlPeople::new(db.clone());
     let committed = care_person::Person::new(PersonId::from_uuid(uuid::Uuid::new_v4()));
     people.save(&committed).await.unwrap();
@@ -508,14 +511,8 @@ async fn sqlite_reads_do_not_wait_for_a_unit_holding_the_write_lock() {
 async fn a_sqlite_unit_ends_cleanly_on_its_write_connection() {
     use care_application::PersonRepository;
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("units.db").display());
-    let db = Database::connect(&url).await.unwrap();
-    db.migrate().await.unwrap();
-    let ports = db.ports(
-        Arc::new(care_in_memory::SpecPolicy::default()),
-        Arc::new(care_in_memory::SystemClock),
-        Arc::new(care_in_memory::UuidV7Ids),
-    );
+    let db = migrated_sqlite(&dir, "units.db").await;
+    let ports = ports_of(&db);
     let outside = ports.feed_stores();
     let person = || care_person::Person::new(PersonId::from_uuid(uuid::Uuid::new_v4()));
 
@@ -558,15 +555,8 @@ async fn a_sqlite_unit_ends_cleanly_on_its_write_connection() {
 async fn sqlite_units_see_whether_another_process_has_the_database_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("care.db");
-    let db = Database::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    db.migrate().await.unwrap();
-    let ports = db.ports(
-        Arc::new(care_in_memory::SpecPolicy::default()),
-        Arc::new(care_in_memory::SystemClock),
-        Arc::new(care_in_memory::UuidV7Ids),
-    );
+    let db = migrated_sqlite(&dir, "care.db").await;
+    let ports = ports_of(&db);
     assert!(
         !ports.units.others_attached(),
         "this process's own connections are not others"
