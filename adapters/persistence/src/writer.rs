@@ -60,29 +60,12 @@ impl Writer {
     }
 
     /// Whether another process has the file open: in WAL mode every connection holds a
-    /// read lock on the shared-memory file (`-shm`) for as long as it is open, and Linux
-    /// lists every lock with its process in `/proc/locks`. Read there rather than asked
-    /// with `fcntl(F_GETLK)`, which needs a descriptor of the file, and closing any
-    /// descriptor of a file drops every lock the process holds on it — SQLite's own
-    /// (https://sqlite.org/howtocorrupt.html, 2.2). Where it cannot tell (no `/proc`),
-    /// it answers yes. Processes in another PID namespace (another container sharing the
-    /// file) are not listed there: such a deployment should use PostgreSQL.
-    #[cfg(unix)]
+    /// read lock on one byte of the shared-memory file (`-shm`, the byte at 128: SQLite's
+    /// "DMS" lock) for as long as it is open. `fcntl(F_GETLK)` asks whether a write lock
+    /// there would conflict with another process's lock (never with this process's own),
+    /// whatever PID namespace that process is in. Where it cannot tell, it answers yes.
     pub(crate) fn others_attached(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(shm) = std::fs::metadata(format!("{}-shm", self.path)) else {
-            return true;
-        };
-        let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
-            return true;
-        };
-        locks_of_others(&locks, shm.ino(), std::process::id())
-    }
-
-    /// Elsewhere it cannot tell: yes.
-    #[cfg(not(unix))]
-    pub(crate) fn others_attached(&self) -> bool {
-        true
+        shm_locked_by_others(&format!("{}-shm", self.path)).unwrap_or(true)
     }
 
     fn give_back(&self, conn: Connection) {
@@ -116,24 +99,57 @@ impl Writer {
     }
 }
 
-/// Whether `/proc/locks` lists a lock on the file with this inode held by a process
-/// other than `me`. A line reads `1: POSIX  ADVISORY  READ 1234 fe:00:770064 128 128`
-/// (a waiting lock has a `->` after the number); the device is not compared, so a file
-/// with the same inode elsewhere counts too (a pause for nothing, never a missed one).
-fn locks_of_others(locks: &str, inode: u64, me: u32) -> bool {
-    locks.lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let Some(at) = fields.iter().position(|f| f.matches(':').count() == 2) else {
-            return false;
-        };
-        let same_file = fields[at]
-            .rsplit(':')
-            .next()
-            .and_then(|n| n.parse::<u64>().ok())
-            == Some(inode);
-        let holder = at.checked_sub(1).and_then(|k| fields.get(k));
-        same_file && holder.is_none_or(|pid| pid.parse::<u32>().ok() != Some(me))
-    })
+/// See [`Writer::others_attached`]; `None` when it cannot tell.
+///
+/// The descriptor of the `-shm` file is opened once per file and never closed: closing
+/// any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+/// own included (https://sqlite.org/howtocorrupt.html, 2.2).
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+fn shm_locked_by_others(shm: &str) -> Option<bool> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    use nix::libc;
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::OnceLock;
+
+    static OPEN: OnceLock<Mutex<HashMap<String, &'static std::fs::File>>> = OnceLock::new();
+    let mut open = lock(OPEN.get_or_init(Default::default));
+    // SQLite deletes the file when its last connection closes, and the next one makes a
+    // new one: the descriptor kept must still be of the file at that path.
+    let current = std::fs::metadata(shm).ok()?;
+    let same = |file: &std::fs::File| {
+        file.metadata()
+            .is_ok_and(|kept| (kept.dev(), kept.ino()) == (current.dev(), current.ino()))
+    };
+    let file = match open.get(shm).filter(|file| same(file)) {
+        Some(file) => *file,
+        None => {
+            let file: &'static std::fs::File = Box::leak(Box::new(std::fs::File::open(shm).ok()?));
+            open.insert(shm.to_owned(), file);
+            file
+        }
+    };
+    let mut probe = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 128,
+        l_len: 1,
+        l_pid: 0,
+    };
+    fcntl(file, FcntlArg::F_GETLK(&mut probe)).ok()?;
+    Some(probe.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// Elsewhere it cannot tell.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+fn shm_locked_by_others(_shm: &str) -> Option<bool> {
+    None
 }
 
 /// The process's write turn, held by a unit (see [`crate::conn::Turn`]).
@@ -203,6 +219,9 @@ impl LiteUnit {
         if let Some(Open { conn, turn, .. }) = open {
             if conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok() {
                 self.writer.give_back(conn);
+            } else {
+                // Closed (which rolls back) before the turn goes.
+                drop(conn);
             }
             drop(turn);
         }
@@ -247,7 +266,8 @@ impl LiteUnit {
 
     /// Ends the savepoint at `depth`, keeping its statements or undoing them. Only the
     /// innermost may end: one ended out of order would end the ones within it too, so
-    /// then the whole unit is rolled back (its commit fails; the caller redoes it).
+    /// then — or if ending it fails — the whole unit is rolled back (its commit fails;
+    /// the caller redoes it).
     fn end_savepoint(&self, depth: usize, keep: bool) -> Result<(), SqlError> {
         let ended_in_order = self.with_open(|open| {
             if open.savepoints != depth + 1 {
@@ -260,7 +280,9 @@ impl LiteUnit {
             control(&open.conn, &format!("RELEASE {name}"))?;
             open.savepoints = depth;
             Ok(true)
-        })?;
+        });
+        // A savepoint that could not end leaves the unit in no state to go on.
+        let ended_in_order = ended_in_order.inspect_err(|_| self.roll_back())?;
         if ended_in_order {
             return Ok(());
         }
@@ -287,6 +309,8 @@ impl LiteUnit {
             // the connection is not fit to be used again.
             if conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok() {
                 writer.give_back(conn);
+            } else {
+                drop(conn);
             }
             drop(turn);
             committed
@@ -431,23 +455,5 @@ mod tests {
         drop(inner);
         assert!(unit.commit().await.is_err(), "the unit was rolled back");
         assert_eq!(count(&other), 2);
-    }
-
-    const LOCKS: &str = "1: POSIX  ADVISORY  READ 4242 fe:00:770064 128 128\n\
-                         2: POSIX  ADVISORY  WRITE 17 fe:00:770062 0 EOF\n\
-                         2: -> POSIX  ADVISORY  WRITE 99 fe:00:770070 0 EOF\n\
-                         3: OFDLCK ADVISORY  READ -1 00:2f:5 0 EOF\n";
-
-    #[test]
-    fn a_lock_on_the_file_by_another_process_is_found_and_our_own_are_not() {
-        assert!(locks_of_others(LOCKS, 770_064, 1));
-        assert!(!locks_of_others(LOCKS, 770_064, 4242), "our own lock");
-        assert!(!locks_of_others(LOCKS, 123, 1), "no lock on that file");
-        assert!(locks_of_others(LOCKS, 770_070, 1), "a waiting lock counts");
-        assert!(
-            locks_of_others(LOCKS, 5, 1),
-            "a lock without a process counts"
-        );
-        assert!(!locks_of_others("", 770_064, 1));
     }
 }
