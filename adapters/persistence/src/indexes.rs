@@ -59,18 +59,10 @@ pub const SECONDARY_INDEXES: &[(&str, &str)] = &[
 impl Database {
     /// Whether the database holds no people yet (a bulk load may drop indexes then).
     pub async fn is_empty(&self) -> anyhow::Result<bool> {
-        let row = self
-            .conn
-            .query_one_raw(self.statement(
-                "SELECT COUNT(*) FROM (SELECT id FROM people LIMIT 1) t",
-                vec![],
-            ))
+        let count: Option<i64> = self
+            .value("SELECT COUNT(*) FROM (SELECT id FROM people LIMIT 1) t")
             .await?;
-        let count: i64 = match row {
-            Some(row) => row.try_get_by_index(0)?,
-            None => 0,
-        };
-        Ok(count == 0)
+        Ok(count.unwrap_or(0) == 0)
     }
 
     /// Drops the plain lookup indexes before a bulk load into an empty database (the

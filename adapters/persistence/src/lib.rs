@@ -239,18 +239,19 @@ impl Database {
         if self.backend() != DbBackend::Sqlite {
             return Ok(None);
         }
-        let main = self
-            .pool
-            .query_one_raw(self.statement(
-                "SELECT file FROM pragma_database_list WHERE name = 'main'",
-                vec![],
-            ))
+        let file: Option<String> = self
+            .value("SELECT file FROM pragma_database_list WHERE name = 'main'")
             .await?;
-        let file: String = match main {
-            Some(row) => row.try_get_by_index(0)?,
-            None => String::new(),
-        };
-        Ok((!file.is_empty()).then_some(file))
+        Ok(file.filter(|file| !file.is_empty()))
+    }
+
+    /// The first column of the first row of a query on the pool, if there is a row.
+    pub(crate) async fn value<T: sea_orm::TryGetable>(
+        &self,
+        sql: &str,
+    ) -> anyhow::Result<Option<T>> {
+        let row = self.pool.query_one_raw(self.statement(sql, vec![])).await?;
+        Ok(row.map(|row| row.try_get_by_index(0)).transpose()?)
     }
 
     /// Applies every migration not yet applied, and rebuilds any secondary index an

@@ -6,8 +6,9 @@
 //! switching threads while SQLite itself used under 3% (docs/BENCHMARKS.md). A read of a
 //! file the operating system has cached takes microseconds, less than the switch, so the
 //! pool's reads (not a unit of work's, which must see the unit's own writes) run here,
-//! synchronously, on read-only rusqlite connections to the same file. Writes stay on
-//! sea-orm: they take the write turn and the group commit.
+//! synchronously, on read-only rusqlite connections to the same file. Units of work
+//! write on a rusqlite connection too ([`crate::writer`]); other writes (audit batches,
+//! sessions, accounts) stay on sea-orm. All take the write turn.
 //!
 //! Why rusqlite and not sqlx's own connection: sqlx offers no synchronous call. rusqlite
 //! links the same `libsqlite3-sys` (one SQLite in the process), and its statement cache
@@ -60,34 +61,24 @@ impl Readers {
         }
     }
 
-    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
-        let conn = rusqlite::Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // A WAL reader waits only in rare cases (recovery after another process crashed):
-        // briefly, since it waits on a runtime thread.
-        conn.busy_timeout(Duration::from_secs(1))?;
-        conn.pragma_update(None, "temp_store", "memory")?;
-        conn.pragma_update(None, "cache_size", -i64::from(self.cache_kib))?;
-        // No mmap: a disk error under a mapped page is a SIGBUS that ends the process,
-        // where read() returns an error; its gain here was not measured apart.
-        conn.set_prepared_statement_cache_capacity(64);
-        Ok(conn)
-    }
-
     fn take(&self) -> Result<rusqlite::Connection, RepoError> {
-        let idle = self.idle.lock().map(|mut idle| idle.pop());
-        match idle {
-            Ok(Some(conn)) => Ok(conn),
-            _ => self.open().map_err(crate::unexpected),
+        match lock(&self.idle).pop() {
+            Some(conn) => Ok(conn),
+            // A WAL reader waits only in rare cases (recovery after another process
+            // crashed): briefly, since it waits on a runtime thread.
+            None => open(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY,
+                Duration::from_secs(1),
+                self.cache_kib,
+            )
+            .map_err(crate::unexpected),
         }
     }
 
     fn give_back(&self, conn: rusqlite::Connection) {
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < KEEP
-        {
+        let mut idle = lock(&self.idle);
+        if idle.len() < KEEP {
             idle.push(conn);
         }
     }
@@ -107,6 +98,34 @@ impl Readers {
         self.give_back(conn);
         result
     }
+}
+
+/// A connection of our own to the file at `path` (readers' and the writer's): no
+/// per-connection mutex (one thread uses it at a time), temporary tables in memory,
+/// `cache_kib` of page cache, statements kept prepared. No mmap: a disk error under a
+/// mapped page is a SIGBUS that ends the process, where read() returns an error, and it
+/// measured no gain.
+pub(crate) fn open(
+    path: &str,
+    flags: OpenFlags,
+    busy: Duration,
+    cache_kib: u32,
+) -> rusqlite::Result<rusqlite::Connection> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(busy)?;
+    conn.pragma_update(None, "temp_store", "memory")?;
+    conn.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// A lock whose holder panicked is still good here: what it guards (idle connections, an
+/// open unit) is taken or replaced whole.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Runs `sql` on `conn` and decodes each row.

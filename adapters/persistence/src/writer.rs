@@ -22,7 +22,7 @@ use rusqlite::{Connection, OpenFlags};
 use sea_orm::Value;
 
 use crate::SqlError;
-use crate::reader::{Row, bind, run};
+use crate::reader::{Row, bind, lock, open, run};
 
 /// The write connection to one SQLite file, idle between units.
 #[derive(Debug)]
@@ -46,16 +46,13 @@ impl Writer {
     /// Opened as the pool's connections are (`Database::connect_with`): durable commits,
     /// foreign keys, the same busy timeout.
     fn open(&self) -> rusqlite::Result<Connection> {
-        let conn = Connection::open_with_flags(
+        let conn = open(
             &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE,
+            Duration::from_secs(30),
+            self.cache_kib,
         )?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        conn.execute_batch(
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = memory;",
-        )?;
-        conn.pragma_update(None, "cache_size", -i64::from(self.cache_kib))?;
-        conn.set_prepared_statement_cache_capacity(64);
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         Ok(conn)
     }
 
@@ -154,14 +151,6 @@ fn shm_locked_by_others(_shm: &str) -> Option<bool> {
 
 /// The process's write turn, held by a unit (see [`crate::conn::Turn`]).
 pub(crate) type Turn = tokio::sync::OwnedMutexGuard<()>;
-
-/// A lock whose holder panicked is still good here: what it guards is an `Option` that
-/// is replaced whole.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// An open unit's transaction on the write connection, with the write turn. Ended by
 /// [`LiteUnit::commit`] or [`LiteUnit::roll_back`] (and when dropped); after that — or

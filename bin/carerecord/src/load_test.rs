@@ -162,13 +162,11 @@ pub async fn run(
                 let person = people_port.get(id).await?;
                 anyhow::ensure!(person.is_some(), "a seeded person was not found by id");
                 // As the summary use case reads them: both at once.
-                let (found_alerts, found_referrals) = futures_util::future::join(
+                futures_util::future::try_join(
                     alerts.list_for_person(id),
                     referrals.list_for_person(id),
                 )
-                .await;
-                found_alerts?;
-                found_referrals?;
+                .await?;
                 Ok(())
             }
         })
