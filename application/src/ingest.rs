@@ -483,19 +483,35 @@ impl Services {
             Self::check_local_ids(source, command.identities())?;
         }
         let mut outcome = UpdateOutcome::Unchanged;
+        // The person a statement of this message just wrote or found: an alert or referral
+        // about the same identity that follows (an ADT's AL1s) is theirs without a second
+        // lookup.
+        let mut written: Option<(&PersonIdentity, PersonId)> = None;
         for command in commands {
-            let one = self.apply_command(source, command).await?;
+            let (one, person) = self.apply_command(source, command, written).await?;
             outcome = combine(outcome, one);
+            written = person;
         }
         Ok(outcome)
     }
 
-    async fn apply_command(
+    /// Applies one statement; `written` is the person an earlier statement of the same
+    /// message wrote or found, by the identity it named. Returns the outcome, and the
+    /// person this statement wrote or found, by its identity (none after a merge, which
+    /// changes whom identities name).
+    async fn apply_command<'c>(
         &self,
         source: &Source,
-        command: &IngestCommand,
-    ) -> Result<UpdateOutcome, IngestError> {
-        match command {
+        command: &'c IngestCommand,
+        written: Option<(&'c PersonIdentity, PersonId)>,
+    ) -> Result<(UpdateOutcome, Option<(&'c PersonIdentity, PersonId)>), IngestError> {
+        // The person an earlier statement wrote, if it named the same identity.
+        let known = |identity: &PersonIdentity| {
+            written
+                .filter(|(named, _)| *named == identity)
+                .map(|(_, person)| person)
+        };
+        let outcome = match command {
             IngestCommand::Demographics {
                 identity,
                 source_time,
@@ -503,7 +519,7 @@ impl Services {
                 death,
                 partial,
             } => {
-                let (_, outcome) = self
+                let (person, outcome) = self
                     .write_person(identity, |person| {
                         let mut stated = demographics.clone();
                         if let Some(cleared) = partial {
@@ -523,38 +539,40 @@ impl Services {
                         Ok(combine(shown, died))
                     })
                     .await?;
-                Ok(outcome)
+                return Ok((outcome, Some((identity, person.id()))));
             }
             IngestCommand::Death {
                 identity,
                 source_time,
                 death,
             } => {
-                let (_, outcome) = self
+                let (person, outcome) = self
                     .write_person(identity, |person| {
                         apply_death(person, source, *source_time, *death)
                     })
                     .await?;
-                Ok(outcome)
+                return Ok((outcome, Some((identity, person.id()))));
             }
             IngestCommand::Merge {
                 survivor, retired, ..
-            } => self.merge(survivor, retired).await,
+            } => self.merge(survivor, retired).await?,
             IngestCommand::Alert {
                 identity,
                 source_ref,
                 details,
                 source_time,
             } => {
-                self.upsert_item(
-                    self.ports.alerts.as_ref(),
-                    source,
-                    identity,
-                    source_ref,
-                    details.clone(),
-                    *source_time,
-                )
-                .await
+                let (outcome, person) = self
+                    .upsert_item(
+                        self.ports.alerts.as_ref(),
+                        source,
+                        (identity, known(identity)),
+                        source_ref,
+                        details.clone(),
+                        *source_time,
+                    )
+                    .await?;
+                return Ok((outcome, Some((identity, person))));
             }
             IngestCommand::Referral {
                 identity,
@@ -562,17 +580,20 @@ impl Services {
                 details,
                 source_time,
             } => {
-                self.upsert_item(
-                    self.ports.referrals.as_ref(),
-                    source,
-                    identity,
-                    source_ref,
-                    details.clone(),
-                    *source_time,
-                )
-                .await
+                let (outcome, person) = self
+                    .upsert_item(
+                        self.ports.referrals.as_ref(),
+                        source,
+                        (identity, known(identity)),
+                        source_ref,
+                        details.clone(),
+                        *source_time,
+                    )
+                    .await?;
+                return Ok((outcome, Some((identity, person))));
             }
-        }
+        };
+        Ok((outcome, None))
     }
 
     /// One message for one source: opens a session and applies it (see
@@ -851,23 +872,30 @@ impl Services {
         &self,
         repo: &R,
         source: &Source,
-        identity: &PersonIdentity,
+        (identity, mut known): (&PersonIdentity, Option<PersonId>),
         source_ref: &str,
         details: T::Details,
         source_time: Timestamp,
-    ) -> Result<UpdateOutcome, IngestError> {
+    ) -> Result<(UpdateOutcome, PersonId), IngestError> {
         for _ in 0..WRITE_ATTEMPTS {
-            let (person, _) = self
-                .write_person(identity, |_| Ok(UpdateOutcome::Unchanged))
-                .await?;
+            // The person the message's demographics just wrote, on the first attempt; else
+            // found (or created) by the identity.
+            let person = match known.take() {
+                Some(person) => person,
+                None => self
+                    .write_person(identity, |_| Ok(UpdateOutcome::Unchanged))
+                    .await?
+                    .0
+                    .id(),
+            };
             let (item, outcome) = match repo.find(&source.id, source_ref).await? {
                 Some(mut item) => {
                     let mut outcome = item.apply(source, details.clone(), source_time)?;
-                    if item.person() != person.id()
+                    if item.person() != person
                         && (outcome == UpdateOutcome::Applied
                             || self.merged_away(item.person()).await?)
                     {
-                        item.reassign(person.id());
+                        item.reassign(person);
                         outcome = UpdateOutcome::Applied;
                     }
                     (item, outcome)
@@ -876,7 +904,7 @@ impl Services {
                     let id = self.ports.ids.new_id();
                     let item = T::create(
                         id,
-                        person.id(),
+                        person,
                         source.clone(),
                         source_ref,
                         details.clone(),
@@ -886,10 +914,10 @@ impl Services {
                 }
             };
             if outcome != UpdateOutcome::Applied {
-                return Ok(outcome);
+                return Ok((outcome, person));
             }
             match repo.store(&item).await {
-                Ok(_) => return Ok(outcome),
+                Ok(_) => return Ok((outcome, person)),
                 Err(RepoError::Conflict) => continue,
                 Err(other) => return Err(other.into()),
             }

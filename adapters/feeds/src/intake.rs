@@ -119,11 +119,12 @@ impl<'a> Units<'a> {
 /// Messages waiting for a shared unit at most (senders wait beyond it: back-pressure).
 const SHARED_QUEUE: usize = 256;
 
-/// A framed message waiting for a shared unit, and where its answer goes.
+/// A framed message waiting for a shared unit (read and mapped already, by the
+/// connection's own task), and where its answer goes.
 #[derive(Debug)]
 struct Waiting {
-    index: usize,
     raw: Vec<u8>,
+    prepared: Hl7Prepared,
     reply: tokio::sync::oneshot::Sender<Result<MessageReport, String>>,
 }
 
@@ -131,6 +132,7 @@ struct Waiting {
 #[derive(Debug, Clone)]
 pub struct SharedIntake {
     tx: tokio::sync::mpsc::Sender<Waiting>,
+    source: SourceId,
 }
 
 impl SharedIntake {
@@ -141,7 +143,8 @@ impl SharedIntake {
     }
 
     /// One HL7 v2 message, applied or quarantined in a unit shared with other
-    /// connections' messages; answered once that unit has committed.
+    /// connections' messages; answered once that unit has committed. It is read and
+    /// mapped here, on the caller's task, so that the writer only writes.
     pub async fn hl7_message(
         &self,
         index: usize,
@@ -151,8 +154,8 @@ impl SharedIntake {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.tx
             .send(Waiting {
-                index,
                 raw: raw.to_vec(),
+                prepared: Hl7Prepared::read(index, raw, &self.source),
                 reply,
             })
             .await
@@ -186,7 +189,7 @@ async fn share_units(session: FeedSession, mut rx: tokio::sync::mpsc::Receiver<W
         let mut commit_failed: Option<String> = None;
         while let Some(message) = queue.pop_front() {
             let written = match units.intake().await {
-                Ok(intake) => intake.hl7_one(message.index, &message.raw).await,
+                Ok(intake) => intake.submit_hl7(&message.prepared, &message.raw).await,
                 Err(e) => Err(e),
             };
             match written {
@@ -276,8 +279,29 @@ impl Intake {
         mapped: Result<Vec<IngestCommand>, String>,
         about: &[Identifier],
     ) -> Result<MessageReport, IngestError> {
+        self.submit_mapped_as(
+            index,
+            format,
+            reference,
+            raw,
+            mapped.as_deref().map_err(String::as_str),
+            about,
+        )
+        .await
+    }
+
+    /// [`Intake::submit_mapped_about`] with the mapping borrowed.
+    async fn submit_mapped_as(
+        &self,
+        index: usize,
+        format: FeedFormat,
+        reference: Option<String>,
+        raw: &[u8],
+        mapped: Result<&[IngestCommand], &str>,
+        about: &[Identifier],
+    ) -> Result<MessageReport, IngestError> {
         let failure = match mapped {
-            Ok(commands) => match self.session.apply(&commands).await {
+            Ok(commands) => match self.session.apply(commands).await {
                 Ok(outcome) => {
                     return Ok(MessageReport {
                         index,
@@ -288,7 +312,7 @@ impl Intake {
                 Err(e) if e.is_the_messages_fault() => e.to_string(),
                 Err(e) => return Err(e),
             },
-            Err(reason) => reason,
+            Err(reason) => reason.to_owned(),
         };
         self.quarantine_about(index, format, reference, raw, failure, about)
             .await
@@ -348,8 +372,9 @@ impl Intake {
     /// each is answered only once its unit has committed.
     pub fn shared(self) -> SharedIntake {
         let (tx, rx) = tokio::sync::mpsc::channel(SHARED_QUEUE);
+        let source = self.session.source().id.clone();
         tokio::spawn(share_units(self.session, rx));
-        SharedIntake { tx }
+        SharedIntake { tx, source }
     }
 
     /// One HL7 v2 message (an MLLP frame): parsed, mapped, applied or quarantined, in
@@ -359,38 +384,29 @@ impl Intake {
         index: usize,
         raw: &[u8],
     ) -> Result<MessageReport, IngestError> {
+        let prepared = Hl7Prepared::read(index, raw, &self.session.source().id);
         let mut units = Units::new(&self.session);
-        let report = units.intake().await?.hl7_one(index, raw).await?;
+        let report = units.intake().await?.submit_hl7(&prepared, raw).await?;
         units.finish().await?;
         Ok(report)
     }
 
-    async fn hl7_one(&self, index: usize, raw: &[u8]) -> Result<MessageReport, IngestError> {
-        match care_hl7::decode(raw) {
-            Ok(text) => self.hl7_text(index, &text, raw).await,
-            Err(e) => {
-                self.quarantine(index, FeedFormat::Hl7v2, None, raw, e.to_string())
-                    .await
-            }
-        }
-    }
-
-    /// One HL7 v2 message already decoded (`raw` is what is kept if it is quarantined).
-    async fn hl7_text(
+    /// Applies an HL7 v2 message read and mapped, or quarantines it with the reason it
+    /// could not be (`raw` is what is kept then).
+    async fn submit_hl7(
         &self,
-        index: usize,
-        text: &str,
+        prepared: &Hl7Prepared,
         raw: &[u8],
     ) -> Result<MessageReport, IngestError> {
-        let reference = care_hl7::best_effort_control_id(text).map(str::to_owned);
-        let mapped = match Message::parse(text) {
-            Ok(message) => {
-                hl7::map_message(&message, &self.session.source().id).map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        self.submit_mapped(index, FeedFormat::Hl7v2, reference, raw, mapped)
-            .await
+        self.submit_mapped_as(
+            prepared.index,
+            FeedFormat::Hl7v2,
+            prepared.reference.clone(),
+            raw,
+            prepared.mapped.as_deref().map_err(String::as_str),
+            &[],
+        )
+        .await
     }
 
     /// HL7 v2 text holding one message, several, or an FHS/BHS batch: each message
@@ -426,17 +442,67 @@ impl Intake {
             messages: Vec::with_capacity(batch.messages().len()),
             warnings: batch.warnings().iter().map(ToString::to_string).collect(),
         };
+        // Read and mapped before any unit opens: while this submission parses, another
+        // may write.
+        let source = &self.session.source().id;
+        let prepared: Vec<(&str, Hl7Prepared)> = batch
+            .messages()
+            .iter()
+            .enumerate()
+            .map(|(index, message)| {
+                (
+                    with_terminator(&text, message),
+                    Hl7Prepared::from_text(index, message, source),
+                )
+            })
+            .collect();
         let mut units = Units::new(&self.session);
-        for (index, message) in batch.messages().iter().enumerate() {
-            let raw = with_terminator(&text, message);
+        for (raw, prepared) in &prepared {
             let intake = units.intake().await?;
             report
                 .messages
-                .push(intake.hl7_text(index, message, raw.as_bytes()).await?);
+                .push(intake.submit_hl7(prepared, raw.as_bytes()).await?);
             units.written().await?;
         }
         units.finish().await?;
         Ok(report)
+    }
+}
+
+/// An HL7 v2 message read and mapped to ingest commands (or the reason it could not
+/// be), ready to apply: all the work on a message that needs no database, done before
+/// its unit of work opens.
+#[derive(Debug)]
+struct Hl7Prepared {
+    index: usize,
+    reference: Option<String>,
+    mapped: Result<Vec<IngestCommand>, String>,
+}
+
+impl Hl7Prepared {
+    /// A message as framed (bytes, possibly not text).
+    fn read(index: usize, raw: &[u8], source: &SourceId) -> Self {
+        match care_hl7::decode(raw) {
+            Ok(text) => Self::from_text(index, &text, source),
+            Err(e) => Self {
+                index,
+                reference: None,
+                mapped: Err(e.to_string()),
+            },
+        }
+    }
+
+    /// A message already decoded.
+    fn from_text(index: usize, text: &str, source: &SourceId) -> Self {
+        let mapped = match Message::parse(text) {
+            Ok(message) => hl7::map_message(&message, source).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        Self {
+            index,
+            reference: care_hl7::best_effort_control_id(text).map(str::to_owned),
+            mapped,
+        }
     }
 }
 
