@@ -13,7 +13,7 @@ use sea_orm::{
 use tokio::sync::Mutex;
 
 use crate::SqlError;
-use crate::writer::{LiteUnit, Savepoint};
+use crate::writer::{LiteUnit, Steps};
 
 /// Whose turn it is to write, on SQLite: one writer at a time in this process, served
 /// in the order they asked (tokio's mutex is fair). SQLite has one write lock, and a
@@ -76,11 +76,16 @@ pub(crate) enum Conn {
 }
 
 /// A transaction for a few statements that stand or fall together: on the pool a new
-/// one; within a unit a savepoint.
+/// one; within a unit a savepoint, or on a SQLite file the unit itself.
 #[derive(Debug)]
 pub(crate) enum Txn {
     Sea(DatabaseTransaction),
-    Lite(Savepoint),
+    /// In a unit on a SQLite file: no savepoint (SQLite copies every page a savepoint
+    /// changes into a journal first: 7% of a feed's write path). The statements stand
+    /// or fall with the whole unit: once one of them has changed a row, a failure or a
+    /// drop without [`Txn::commit`] rolls the unit back. The unit holds the database
+    /// alone, so a caller can check what may fail (a unique key) before it writes.
+    Lite(Steps),
 }
 
 impl Txn {
@@ -96,16 +101,26 @@ impl Txn {
                 .execute_raw(db.statement(sql, values))
                 .await?
                 .rows_affected()),
-            Txn::Lite(savepoint) => savepoint.execute(&crate::sqlite_placeholders(sql), values),
+            Txn::Lite(steps) => steps.execute(&crate::sqlite_placeholders(sql), values),
         }
     }
 
-    /// Keeps the statements (commits the transaction, releases the savepoint).
+    /// Keeps the statements (commits the transaction; in a SQLite unit, leaves them to
+    /// the unit's commit).
     pub(crate) async fn commit(self) -> Result<(), SqlError> {
         match self {
             Txn::Sea(txn) => Ok(txn.commit().await?),
-            Txn::Lite(savepoint) => savepoint.release(),
+            Txn::Lite(steps) => {
+                steps.keep();
+                Ok(())
+            }
         }
+    }
+
+    /// Whether a failure after a write ends the whole unit (see [`Txn::Lite`]): check
+    /// what may fail before writing.
+    pub(crate) fn undoes_nothing(&self) -> bool {
+        matches!(self, Txn::Lite(_))
     }
 }
 

@@ -433,10 +433,11 @@ impl Database {
     }
 
     /// A transaction for statements that stand or fall together: on the pool a new one
-    /// (the caller takes the write turn first), within a unit a savepoint.
+    /// (the caller takes the write turn first); within a unit a savepoint, or on a SQLite
+    /// file the unit itself ([`conn::Txn::Lite`]).
     pub(crate) async fn transaction(&self) -> Result<conn::Txn, SqlError> {
         match &self.conn {
-            conn::Conn::Lite(unit) => Ok(conn::Txn::Lite(unit.savepoint()?)),
+            conn::Conn::Lite(unit) => Ok(conn::Txn::Lite(unit.steps())),
             conn => Ok(conn::Txn::Sea(conn.begin().await?)),
         }
     }

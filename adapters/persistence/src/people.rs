@@ -105,6 +105,38 @@ impl SqlPeople {
             .await
     }
 
+    /// Fails with `IdentifierTaken` if another record holds one of the person's
+    /// identifiers.
+    async fn check_identifiers_free(&self, person: &Person) -> Result<(), RepoError> {
+        let mut values: Vec<Value> = vec![person.id().to_string().into()];
+        let mut list = String::new();
+        for identifier in person.identifiers() {
+            values.push(identifier_key(&identifier).into());
+            if !list.is_empty() {
+                list.push_str(", ");
+            }
+            list.push_str(&format!("${}", values.len()));
+        }
+        if list.is_empty() {
+            return Ok(());
+        }
+        let held = self
+            .db
+            .rows(
+                &format!(
+                    "SELECT identifier FROM person_identifiers \
+                     WHERE person_id <> $1 AND identifier IN ({list}) LIMIT 1"
+                ),
+                values,
+                |row| col::<String>(row, 0),
+            )
+            .await?;
+        match held.first() {
+            Some(key) => Err(taken(&identifier_from_key(key)?)),
+            None => Ok(()),
+        }
+    }
+
     /// Writes one person inside a transaction: the row (optimistically locked), then its
     /// identifiers and search keys, replaced whole. Returns the new version.
     async fn write(&self, txn: &Txn, person: &Person) -> Result<u64, RepoError> {
@@ -115,6 +147,11 @@ impl SqlPeople {
         stored.set_version(new_version);
         let body = to_json(&stored)?;
         let merged_into: Option<String> = person.merged_into().map(|p| p.to_string());
+        if txn.undoes_nothing() && person.merged_into().is_none() {
+            // A failure after the first write would take the whole unit with it: an
+            // identifier another record holds is found before anything is written.
+            self.check_identifiers_free(person).await?;
+        }
         if person.version() == 0 {
             txn.execute(
                 db,
@@ -167,14 +204,7 @@ impl SqlPeople {
                 vec![identifier_key(&identifier).into(), id.clone().into()],
             )
             .await
-            .map_err(|e| {
-                unique_or_unexpected(e, || {
-                    RepoError::IdentifierTaken(match &identifier {
-                        Identifier::Nhs(_) => "nhs_number".to_owned(),
-                        Identifier::Local(l) => format!("local id of {}", l.source()),
-                    })
-                })
-            })?;
+            .map_err(|e| unique_or_unexpected(e, || taken(&identifier)))?;
         }
         let (names, postcodes) = search_rows(person);
         if !names.is_empty() {
@@ -199,6 +229,14 @@ impl SqlPeople {
         }
         Ok(new_version)
     }
+}
+
+/// An identifier held by another record, named for the caller.
+fn taken(identifier: &Identifier) -> RepoError {
+    RepoError::IdentifierTaken(match identifier {
+        Identifier::Nhs(_) => "nhs_number".to_owned(),
+        Identifier::Local(l) => format!("local id of {}", l.source()),
+    })
 }
 
 /// The exclusive upper bound of the keys that start with `prefix`, in byte order (the

@@ -81,11 +81,7 @@ impl Writer {
                 None => writer.open()?,
             };
             conn.execute_batch("BEGIN IMMEDIATE")?;
-            Ok::<_, rusqlite::Error>(Open {
-                conn,
-                turn,
-                savepoints: 0,
-            })
+            Ok::<_, rusqlite::Error>(Open { conn, turn })
         })
         .await
         .map_err(|e| SqlError::Other(anyhow::anyhow!("the unit could not begin: {e}")))??;
@@ -167,8 +163,6 @@ pub(crate) struct LiteUnit {
 struct Open {
     conn: Connection,
     turn: Option<Turn>,
-    /// Savepoints open (each named by its depth: `step0`, `step1`, …).
-    savepoints: usize,
 }
 
 /// A unit that has ended: its stores no longer write.
@@ -239,46 +233,13 @@ impl LiteUnit {
             .map_err(crate::unexpected)?
     }
 
-    /// A savepoint within the unit: its statements are undone together unless it is
-    /// released ([`Savepoint::release`]).
-    pub(crate) fn savepoint(self: &Arc<Self>) -> Result<Savepoint, SqlError> {
-        let depth = self.with_open(|open| {
-            control(&open.conn, &format!("SAVEPOINT step{}", open.savepoints))?;
-            open.savepoints += 1;
-            Ok(open.savepoints - 1)
-        })?;
-        Ok(Savepoint {
+    /// Statements that stand or fall with the whole unit (see [`Steps`]).
+    pub(crate) fn steps(self: &Arc<Self>) -> Steps {
+        Steps {
             unit: self.clone(),
-            depth: Some(depth),
-        })
-    }
-
-    /// Ends the savepoint at `depth`, keeping its statements or undoing them. Only the
-    /// innermost may end: one ended out of order would end the ones within it too, so
-    /// then — or if ending it fails — the whole unit is rolled back (its commit fails;
-    /// the caller redoes it).
-    fn end_savepoint(&self, depth: usize, keep: bool) -> Result<(), SqlError> {
-        let ended_in_order = self.with_open(|open| {
-            if open.savepoints != depth + 1 {
-                return Ok(false);
-            }
-            let name = format!("step{depth}");
-            if !keep {
-                control(&open.conn, &format!("ROLLBACK TO {name}"))?;
-            }
-            control(&open.conn, &format!("RELEASE {name}"))?;
-            open.savepoints = depth;
-            Ok(true)
-        });
-        // A savepoint that could not end leaves the unit in no state to go on.
-        let ended_in_order = ended_in_order.inspect_err(|_| self.roll_back())?;
-        if ended_in_order {
-            return Ok(());
+            wrote: std::sync::atomic::AtomicBool::new(false),
+            kept: false,
         }
-        self.roll_back();
-        Err(SqlError::Other(anyhow::anyhow!(
-            "savepoints ended out of order: the unit of work was rolled back"
-        )))
     }
 
     /// Commits, on the blocking pool (the disk flush), and hands the connection back;
@@ -322,42 +283,51 @@ impl Drop for LiteUnit {
     }
 }
 
-/// Runs a savepoint statement, prepared once per connection (`execute_batch` would parse
-/// it each time: a savepoint is two statements a person saved).
-fn control(conn: &Connection, sql: &str) -> Result<(), SqlError> {
-    conn.prepare_cached(sql)?.execute([])?;
-    Ok(())
-}
-
-/// A savepoint of a [`LiteUnit`]; dropped without [`Savepoint::release`], it undoes its
-/// statements.
+/// A few statements of a [`LiteUnit`] that stand or fall together, without a savepoint
+/// (SQLite would copy every page they change into a journal first, in case it had to
+/// undo them): once one of them has changed a row, a failing one — or dropping them
+/// without [`Steps::keep`] — rolls the whole unit back (its commit fails; the caller
+/// redoes it). A failure before any change (a unique key, a version that moved on) costs
+/// nothing. The unit holds the database alone, so a caller checks what may fail before
+/// it writes.
 #[derive(Debug)]
-pub(crate) struct Savepoint {
+pub(crate) struct Steps {
     unit: Arc<LiteUnit>,
-    /// Its depth; taken once it has ended.
-    depth: Option<usize>,
+    /// Whether a statement has changed a row.
+    wrote: std::sync::atomic::AtomicBool,
+    kept: bool,
 }
 
-impl Savepoint {
-    /// Runs a statement within the savepoint.
+impl Steps {
+    /// Runs a statement (SQLite placeholders already).
     pub(crate) fn execute(&self, sql: &str, values: Vec<Value>) -> Result<u64, SqlError> {
-        self.unit.execute(sql, values)
-    }
-
-    /// Keeps the savepoint's statements (as part of the unit).
-    pub(crate) fn release(mut self) -> Result<(), SqlError> {
-        match self.depth.take() {
-            Some(depth) => self.unit.end_savepoint(depth, true),
-            None => Err(ended()),
+        use std::sync::atomic::Ordering;
+        match self.unit.execute(sql, values) {
+            Ok(changed) => {
+                if changed > 0 {
+                    self.wrote.store(true, Ordering::SeqCst);
+                }
+                Ok(changed)
+            }
+            Err(e) => {
+                if self.wrote.load(Ordering::SeqCst) {
+                    self.unit.roll_back();
+                }
+                Err(e)
+            }
         }
     }
+
+    /// Keeps the statements (as part of the unit).
+    pub(crate) fn keep(mut self) {
+        self.kept = true;
+    }
 }
 
-impl Drop for Savepoint {
+impl Drop for Steps {
     fn drop(&mut self) {
-        if let Some(depth) = self.depth.take() {
-            // If the unit has ended there is nothing left to undo.
-            let _ = self.unit.end_savepoint(depth, false);
+        if !self.kept && self.wrote.load(std::sync::atomic::Ordering::SeqCst) {
+            self.unit.roll_back();
         }
     }
 }
@@ -415,33 +385,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn savepoints_end_innermost_first_or_the_unit_is_rolled_back() {
+    async fn steps_that_fail_after_a_write_roll_the_unit_back() {
         let (_dir, writer, other) = file();
         let unit = Arc::new(writer.begin(None).await.expect("begin"));
-        let outer = unit.savepoint().expect("outer");
         let (sql, values) = insert(1);
-        outer.execute(sql, values).expect("insert");
-        let inner = unit.savepoint().expect("inner");
+        unit.execute(sql, values).expect("insert");
+        // Failing before any change: nothing to undo, the unit goes on.
+        let steps = unit.steps();
+        let (sql, values) = insert(1);
+        assert!(steps.execute(sql, values).is_err(), "row 1 exists");
+        drop(steps);
+        // Kept: part of the unit.
+        let steps = unit.steps();
         let (sql, values) = insert(2);
-        inner.execute(sql, values).expect("insert");
-        drop(inner);
-        outer.release().expect("released in order");
+        steps.execute(sql, values).expect("insert");
+        steps.keep();
+        unit.commit().await.expect("commit");
+        assert_eq!(count(&other), 2, "rows 1 and 2");
+
+        // Failing after a change: the unit is rolled back, with what it held before.
+        let unit = Arc::new(writer.begin(None).await.expect("begin"));
         let (sql, values) = insert(3);
         unit.execute(sql, values).expect("insert");
-        unit.commit().await.expect("commit");
-        assert_eq!(
-            count(&other),
-            2,
-            "rows 1 and 3; the dropped savepoint's 2 undone"
-        );
-
-        let unit = Arc::new(writer.begin(None).await.expect("begin"));
-        let outer = unit.savepoint().expect("outer");
-        let inner = unit.savepoint().expect("inner");
+        let steps = unit.steps();
         let (sql, values) = insert(4);
-        inner.execute(sql, values).expect("insert");
-        assert!(outer.release().is_err(), "the outer one cannot end first");
-        drop(inner);
+        steps.execute(sql, values).expect("insert");
+        let (sql, values) = insert(1);
+        assert!(steps.execute(sql, values).is_err(), "row 1 exists");
+        let (sql, values) = insert(5);
+        assert!(unit.execute(sql, values).is_err(), "the unit has ended");
+        assert!(unit.commit().await.is_err(), "and its commit says so");
+        assert_eq!(count(&other), 2);
+
+        // Dropped without being kept after a change: the same.
+        let unit = Arc::new(writer.begin(None).await.expect("begin"));
+        let steps = unit.steps();
+        let (sql, values) = insert(6);
+        steps.execute(sql, values).expect("insert");
+        drop(steps);
         assert!(unit.commit().await.is_err(), "the unit was rolled back");
         assert_eq!(count(&other), 2);
     }
