@@ -309,6 +309,29 @@ pub async fn person_merge(repo: &dyn PersonRepository) {
         repo.save_merge(&survivor, &retired).await,
         Err(RepoError::Conflict)
     ));
+
+    // A survivor taking an NHS number a third record holds is refused, and nothing of
+    // the merge is written; the repository goes on (within a unit of work too).
+    let third = sample_person("Third", date(1991, 2, 2), &fresh_postcode());
+    repo.save(&third).await.unwrap();
+    let mut survivor = person_with("Merge", date(1992, 3, 3), &fresh_postcode(), false);
+    let mut retired = person_with("Merge", date(1992, 3, 3), &fresh_postcode(), false);
+    survivor.set_version(repo.save(&survivor).await.unwrap());
+    retired.set_version(repo.save(&retired).await.unwrap());
+    survivor.absorb(&mut retired).unwrap();
+    survivor
+        .add_identifier(Identifier::Nhs(third.nhs_number().unwrap().clone()))
+        .unwrap();
+    assert!(matches!(
+        repo.save_merge(&survivor, &retired).await,
+        Err(RepoError::IdentifierTaken(_))
+    ));
+    let kept = repo.get(retired.id()).await.unwrap().unwrap();
+    assert_eq!(kept.merged_into(), None, "the retired record is untouched");
+    assert_eq!(kept.version(), 1);
+    let later = sample_person("Later", date(1993, 4, 4), &fresh_postcode());
+    repo.save(&later).await.unwrap();
+    assert!(repo.get(later.id()).await.unwrap().is_some());
 }
 
 async fn stored_person(people: &dyn PersonRepository) -> PersonId {

@@ -105,19 +105,18 @@ impl SqlPeople {
             .await
     }
 
-    /// Fails with `IdentifierTaken` if another record holds one of the person's
-    /// identifiers.
-    async fn check_identifiers_free(&self, person: &Person) -> Result<(), RepoError> {
-        let mut values: Vec<Value> = vec![person.id().to_string().into()];
-        let mut list = String::new();
-        for identifier in person.identifiers() {
-            values.push(identifier_key(&identifier).into());
-            if !list.is_empty() {
-                list.push_str(", ");
-            }
-            list.push_str(&format!("${}", values.len()));
-        }
-        if list.is_empty() {
+    /// Fails with `IdentifierTaken` if a record other than `own` holds one of the
+    /// person's identifiers.
+    async fn check_identifiers_free(
+        &self,
+        person: &Person,
+        own: &[PersonId],
+    ) -> Result<(), RepoError> {
+        let mut values: Vec<Value> = own.iter().map(|id| id.to_string().into()).collect();
+        let own_list = placeholders(1..=values.len());
+        let first = values.len() + 1;
+        values.extend(person.identifiers().map(|i| identifier_key(&i).into()));
+        if values.len() < first {
             return Ok(());
         }
         let held = self
@@ -125,7 +124,8 @@ impl SqlPeople {
             .rows(
                 &format!(
                     "SELECT identifier FROM person_identifiers \
-                     WHERE person_id <> $1 AND identifier IN ({list}) LIMIT 1"
+                     WHERE person_id NOT IN ({own_list}) AND identifier IN ({}) LIMIT 1",
+                    placeholders(first..=values.len())
                 ),
                 values,
                 |row| col::<String>(row, 0),
@@ -135,6 +135,34 @@ impl SqlPeople {
             Some(key) => Err(taken(&identifier_from_key(key)?)),
             None => Ok(()),
         }
+    }
+
+    /// Fails with `Conflict` unless each person is stored at the version it was read at
+    /// (a new one: not stored).
+    async fn check_versions(&self, people: &[&Person]) -> Result<(), RepoError> {
+        let values: Vec<Value> = people.iter().map(|p| p.id().to_string().into()).collect();
+        let stored = self
+            .db
+            .rows(
+                &format!(
+                    "SELECT id, version FROM people WHERE id IN ({})",
+                    placeholders(1..=values.len())
+                ),
+                values,
+                |row| Ok((col::<String>(row, 0)?, version_of(col(row, 1)?))),
+            )
+            .await?;
+        for person in people {
+            let id = person.id().to_string();
+            let version = stored
+                .iter()
+                .find(|(stored, _)| *stored == id)
+                .map_or(0, |(_, version)| *version);
+            if version != person.version() {
+                return Err(RepoError::Conflict);
+            }
+        }
+        Ok(())
     }
 
     /// Writes one person inside a transaction: the row (optimistically locked), then its
@@ -147,11 +175,6 @@ impl SqlPeople {
         stored.set_version(new_version);
         let body = to_json(&stored)?;
         let merged_into: Option<String> = person.merged_into().map(|p| p.to_string());
-        if txn.undoes_nothing() && person.merged_into().is_none() {
-            // A failure after the first write would take the whole unit with it: an
-            // identifier another record holds is found before anything is written.
-            self.check_identifiers_free(person).await?;
-        }
         if person.version() == 0 {
             txn.execute(
                 db,
@@ -229,6 +252,14 @@ impl SqlPeople {
         }
         Ok(new_version)
     }
+}
+
+/// `$a, $a+1, …, $b`.
+fn placeholders(numbers: std::ops::RangeInclusive<usize>) -> String {
+    numbers
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An identifier held by another record, named for the caller.
@@ -313,6 +344,12 @@ impl PersonRepository for SqlPeople {
     async fn save(&self, person: &Person) -> Result<u64, RepoError> {
         let _turn = self.db.write_turn().await;
         let txn = self.db.transaction().await.map_err(unexpected)?;
+        if txn.undoes_nothing() && person.merged_into().is_none() {
+            // A failure after the first write would take the whole unit with it: an
+            // identifier another record holds is found before anything is written (a
+            // version that moved on fails the first statement, before any change).
+            self.check_identifiers_free(person, &[person.id()]).await?;
+        }
         let version = self.write(&txn, person).await?;
         txn.commit().await.map_err(unexpected)?;
         Ok(version)
@@ -321,6 +358,13 @@ impl PersonRepository for SqlPeople {
     async fn save_merge(&self, survivor: &Person, retired: &Person) -> Result<(), RepoError> {
         let _turn = self.db.write_turn().await;
         let txn = self.db.transaction().await.map_err(unexpected)?;
+        if txn.undoes_nothing() {
+            // Both checked before the first write (see `save`): the survivor's write comes
+            // after the retired record's, where a failure would take the unit with it.
+            self.check_versions(&[survivor, retired]).await?;
+            self.check_identifiers_free(survivor, &[survivor.id(), retired.id()])
+                .await?;
+        }
         // The retired record gives up its identifiers first, then the survivor takes them.
         self.write(&txn, retired).await?;
         self.write(&txn, survivor).await?;
