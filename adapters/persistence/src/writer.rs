@@ -24,16 +24,6 @@ use sea_orm::Value;
 use crate::SqlError;
 use crate::reader::{Row, bind, lock, open, run};
 
-/// After a unit's commit leaves the write-ahead log this many pages long (4 KiB each),
-/// the write connection copies the log back into the database file (a checkpoint), while
-/// the unit still holds the write turn. SQLite's default, which the pool's connections
-/// keep, is 1,000; at 10,000 a feed's units checkpoint a tenth as often, and a page
-/// many units write (an index's last leaf, the source's counters) is copied back once
-/// instead of ten times (`bench-feed`, HL7 batches, about +10%: docs/BENCHMARKS.md).
-/// The pool's connections (readers' audit appends) keep 1,000: at 10,000 their longer
-/// checkpoints raised the p99 of reads beside a feed from 15–20 to 29–58 ms.
-const UNIT_CHECKPOINT_PAGES: u32 = 10_000;
-
 /// The write connection to one SQLite file, idle between units.
 #[derive(Debug)]
 pub(crate) struct Writer {
@@ -54,7 +44,7 @@ impl Writer {
     }
 
     /// Opened as the pool's connections are (`Database::connect_with`): durable commits,
-    /// foreign keys, the same busy timeout; checkpoints less often.
+    /// foreign keys, the same busy timeout.
     fn open(&self) -> rusqlite::Result<Connection> {
         let conn = open(
             &self.path,
@@ -63,7 +53,6 @@ impl Writer {
             self.cache_kib,
         )?;
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
-        conn.pragma_update(None, "wal_autocheckpoint", UNIT_CHECKPOINT_PAGES)?;
         Ok(conn)
     }
 
