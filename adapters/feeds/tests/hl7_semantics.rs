@@ -1,6 +1,7 @@
 //! Feed semantics over HL7 v2 (SPEC §5): idempotent, ordered by source time, merges
 //! followed by updates to the retired identifier, deaths never undone by older
-//! messages, nothing lost, and re-submission after a fix.
+//! messages, nothing lost, and re-submission after a fix. Every test runs over the
+//! in-memory adapters and over a SQLite file (`in_memory::…`, `sqlite::…`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -47,9 +48,7 @@ fn family(person: &Person) -> String {
     person.resolved().name.unwrap().value.family().to_owned()
 }
 
-#[tokio::test]
-async fn the_same_batch_twice_changes_nothing_the_second_time() {
-    let world = World::new().await;
+async fn the_same_batch_twice_changes_nothing_the_second_time(world: World) {
     let batch = [
         adt("A01", "m1", "20260101090000", "L1", "Smith", ""),
         adt("A01", "m2", "20260101090100", "L2", "Jones", ""),
@@ -62,9 +61,7 @@ async fn the_same_batch_twice_changes_nothing_the_second_time() {
     assert_eq!(family(&person(&world, "L1").await), "Smyth");
 }
 
-#[tokio::test]
-async fn updates_arriving_in_reverse_order_leave_the_newest() {
-    let world = World::new().await;
+async fn updates_arriving_in_reverse_order_leave_the_newest(world: World) {
     let newer = adt("A08", "m2", "20260102120000", "L1", "Newer", "");
     let older = adt("A08", "m1", "20260101120000", "L1", "Older", "");
     assert_eq!(send(&world, &newer).await.counts(), (1, 0, 0));
@@ -76,9 +73,7 @@ async fn updates_arriving_in_reverse_order_leave_the_newest() {
     assert_eq!(family(&person(&world, "L1").await), "Newer");
 }
 
-#[tokio::test]
-async fn after_a_merge_updates_to_the_retired_identifier_reach_the_survivor() {
-    let world = World::new().await;
+async fn after_a_merge_updates_to_the_retired_identifier_reach_the_survivor(world: World) {
     send(
         &world,
         &adt("A01", "m1", "20260101090000", "KEEP", "Keeper", ""),
@@ -115,9 +110,7 @@ async fn after_a_merge_updates_to_the_retired_identifier_reach_the_survivor() {
     );
 }
 
-#[tokio::test]
-async fn a_death_stays_when_an_older_message_without_one_arrives() {
-    let world = World::new().await;
+async fn a_death_stays_when_an_older_message_without_one_arrives(world: World) {
     send(
         &world,
         &adt("A08", "m2", "20260301090000", "L1", "Smith", "20260228|Y"),
@@ -134,9 +127,7 @@ async fn a_death_stays_when_an_older_message_without_one_arrives() {
     assert!(person(&world, "L1").await.death().is_some());
 }
 
-#[tokio::test]
-async fn a_bad_message_in_a_batch_is_quarantined_and_the_rest_go_on() {
-    let world = World::new().await;
+async fn a_bad_message_in_a_batch_is_quarantined_and_the_rest_go_on(world: World) {
     let batch = [
         adt("A01", "ok1", "20260101090000", "L1", "Smith", ""),
         adt("A01", "bad", "2026-01-01", "L2", "Jones", ""),
@@ -175,9 +166,7 @@ fn system_manager() -> Actor {
     )
 }
 
-#[tokio::test]
-async fn a_quarantined_message_is_resubmitted_after_a_fix_once() {
-    let world = World::new().await;
+async fn a_quarantined_message_is_resubmitted_after_a_fix_once(world: World) {
     let bad = adt("A01", "m1", "20260101090000", "L1", "Smith", "20260101|X");
     let report = send(&world, &bad).await;
     let Outcome::Quarantined { id, reason } = &report.messages[0].outcome else {
@@ -234,9 +223,7 @@ async fn a_quarantined_message_is_resubmitted_after_a_fix_once() {
     assert!(world.services.open_resubmission(&feed, *id).await.is_err());
 }
 
-#[tokio::test]
-async fn a_feed_account_submits_only_for_its_own_source() {
-    let world = World::new().await;
+async fn a_feed_account_submits_only_for_its_own_source(world: World) {
     let err = world
         .services
         .open_feed(&World::feed("gp-emis"), &SourceId::parse(SOURCE).unwrap())
@@ -245,9 +232,7 @@ async fn a_feed_account_submits_only_for_its_own_source() {
     assert!(matches!(err, IngestError::Forbidden(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn a_discharge_without_a_death_is_read_and_changes_nothing() {
-    let world = World::new().await;
+async fn a_discharge_without_a_death_is_read_and_changes_nothing(world: World) {
     let discharge = adt("A03", "m1", "20260101090000", "L9", "Smith", "");
     let report = send(&world, &discharge).await;
     assert_eq!(report.counts(), (0, 1, 0), "{report:?}");
@@ -266,9 +251,7 @@ fn with_allergy(control: &str, time: &str, local: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn the_same_allergy_of_two_people_is_two_alerts() {
-    let world = World::new().await;
+async fn the_same_allergy_of_two_people_is_two_alerts(world: World) {
     send(&world, &with_allergy("m1", "20260101090000", "PA")).await;
     send(&world, &with_allergy("m2", "20260102090000", "PB")).await;
     for local in ["PA", "PB"] {
@@ -291,9 +274,7 @@ async fn the_same_allergy_of_two_people_is_two_alerts() {
     );
 }
 
-#[tokio::test]
-async fn a_message_that_sends_only_identifiers_keeps_what_the_source_said_before() {
-    let world = World::new().await;
+async fn a_message_that_sends_only_identifiers_keeps_what_the_source_said_before(world: World) {
     send(
         &world,
         &adt("A08", "m1", "20260101090000", "L1", "Smith", ""),
@@ -315,9 +296,7 @@ async fn a_message_that_sends_only_identifiers_keeps_what_the_source_said_before
     );
 }
 
-#[tokio::test]
-async fn an_explicit_null_clears_what_the_source_said_before() {
-    let world = World::new().await;
+async fn an_explicit_null_clears_what_the_source_said_before(world: World) {
     send(
         &world,
         &adt("A08", "m1", "20260101090000", "L1", "Smith", ""),
@@ -349,16 +328,12 @@ async fn an_explicit_null_clears_what_the_source_said_before() {
     assert!(shown.birth_date.is_some(), "still kept");
 }
 
-#[tokio::test]
-async fn a_non_ascii_time_is_quarantined_not_a_panic() {
-    let world = World::new().await;
+async fn a_non_ascii_time_is_quarantined_not_a_panic(world: World) {
     let report = send(&world, &adt("A01", "m1", "2016010é1", "L1", "Smith", "")).await;
     assert_eq!(report.counts(), (0, 0, 1), "{report:?}");
 }
 
-#[tokio::test]
-async fn a_merge_whose_survivor_takes_the_retired_records_nhs_number_applies() {
-    let world = World::new().await;
+async fn a_merge_whose_survivor_takes_the_retired_records_nhs_number_applies(world: World) {
     let nhs = care_person::NhsNumber::from_first_nine(999_000_111)
         .unwrap()
         .digits();
@@ -393,9 +368,7 @@ fn dpo() -> Actor {
     )
 }
 
-#[tokio::test]
-async fn a_quarantined_message_about_an_opted_out_person_is_not_shown() {
-    let world = World::new().await;
+async fn a_quarantined_message_about_an_opted_out_person_is_not_shown(world: World) {
     let nhs = care_person::NhsNumber::from_first_nine(999_000_222).unwrap();
     let numbered = |control: &str, local: &str, sex: &str| {
         adt("A01", control, "20260101090000", local, "Private", "")
@@ -489,9 +462,7 @@ async fn a_quarantined_message_about_an_opted_out_person_is_not_shown() {
     );
 }
 
-#[tokio::test]
-async fn an_nhs_number_named_by_its_oid_is_read_as_one() {
-    let world = World::new().await;
+async fn an_nhs_number_named_by_its_oid_is_read_as_one(world: World) {
     let nhs = care_person::NhsNumber::from_first_nine(999_000_333).unwrap();
     let message = adt("A01", "m1", "20260101090000", "OID1", "Oid", "").replace(
         "OID1^^^RDZ^MR",
@@ -504,9 +475,7 @@ async fn an_nhs_number_named_by_its_oid_is_read_as_one() {
     assert_eq!(person(&world, "OID1").await.nhs_number(), Some(&nhs));
 }
 
-#[tokio::test]
-async fn a_bad_message_sent_again_is_the_same_quarantine_entry() {
-    let world = World::new().await;
+async fn a_bad_message_sent_again_is_the_same_quarantine_entry(world: World) {
     let bad = adt("A01", "m1", "2026-01-01", "L1", "Smith", "");
     let first = send(&world, &bad).await;
     let again = send(&world, &bad).await;
@@ -535,9 +504,7 @@ async fn a_bad_message_sent_again_is_the_same_quarantine_entry() {
     assert_eq!(open.len(), 1);
 }
 
-#[tokio::test]
-async fn a_merge_naming_a_third_records_nhs_number_is_quarantined_with_why() {
-    let world = World::new().await;
+async fn a_merge_naming_a_third_records_nhs_number_is_quarantined_with_why(world: World) {
     let nhs = care_person::NhsNumber::from_first_nine(999_000_444)
         .unwrap()
         .digits();
@@ -566,3 +533,43 @@ async fn a_merge_naming_a_third_records_nhs_number_is_quarantined_with_why() {
     };
     assert!(reason.contains("belongs to another record"), "{reason}");
 }
+
+/// Each test above, over the in-memory adapters and over a SQLite file.
+macro_rules! on_each_store {
+    ($($name:ident),* $(,)?) => {
+        mod in_memory {
+            use super::World;
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(World::new().await).await;
+            })*
+        }
+        mod sqlite {
+            use super::World;
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(World::on_sqlite().await).await;
+            })*
+        }
+    };
+}
+
+on_each_store!(
+    the_same_batch_twice_changes_nothing_the_second_time,
+    updates_arriving_in_reverse_order_leave_the_newest,
+    after_a_merge_updates_to_the_retired_identifier_reach_the_survivor,
+    a_death_stays_when_an_older_message_without_one_arrives,
+    a_bad_message_in_a_batch_is_quarantined_and_the_rest_go_on,
+    a_quarantined_message_is_resubmitted_after_a_fix_once,
+    a_feed_account_submits_only_for_its_own_source,
+    a_discharge_without_a_death_is_read_and_changes_nothing,
+    the_same_allergy_of_two_people_is_two_alerts,
+    a_message_that_sends_only_identifiers_keeps_what_the_source_said_before,
+    an_explicit_null_clears_what_the_source_said_before,
+    a_non_ascii_time_is_quarantined_not_a_panic,
+    a_merge_whose_survivor_takes_the_retired_records_nhs_number_applies,
+    a_quarantined_message_about_an_opted_out_person_is_not_shown,
+    an_nhs_number_named_by_its_oid_is_read_as_one,
+    a_bad_message_sent_again_is_the_same_quarantine_entry,
+    a_merge_naming_a_third_records_nhs_number_is_quarantined_with_why,
+);

@@ -318,10 +318,7 @@ async fn a_message_that_keeps_failing_does_not_take_its_neighbours_down() {
     let base = World::new().await;
     let mut ports = base.services.ports().clone();
     ports.quarantine = Arc::new(FailsFor(ports.quarantine.clone()));
-    let world = World {
-        services: care_application::Services::new(ports),
-        clock: base.clock.clone(),
-    };
+    let world = base.with_ports(ports);
     let accounts = accounts(&world).await;
     let addr = listen(&world, &accounts, pas_settings()).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

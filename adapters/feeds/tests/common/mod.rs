@@ -1,5 +1,5 @@
-//! A feed world over the in-memory adapters: one registered acute source and its feed
-//! account.
+//! A feed world over the in-memory adapters, or over a SQLite file: one registered acute
+//! source and its feed account.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -18,14 +18,53 @@ pub const SOURCE: &str = "acute-pas";
 pub struct World {
     pub services: Services,
     pub clock: Arc<ManualClock>,
+    /// The SQLite file's directory, kept for as long as the world.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl World {
+    /// Over the in-memory adapters.
     pub async fn new() -> Self {
-        let clock = Arc::new(ManualClock::new(
-            Timestamp::from_timestamp(1_790_000_000, 0).unwrap(),
-        ));
+        let clock = Self::clock();
         let ports = in_memory_ports(Arc::new(SpecPolicy::default()), clock.clone());
+        Self::with(ports, clock, None).await
+    }
+
+    /// Over a new SQLite file (units of work on its write connection, as served).
+    pub async fn on_sqlite() -> Self {
+        let clock = Self::clock();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("feeds.db").display());
+        let db = care_persistence::Database::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let ports = db.ports(
+            Arc::new(SpecPolicy::default()),
+            clock.clone(),
+            Arc::new(care_in_memory::UuidV7Ids),
+        );
+        Self::with(ports, clock, Some(dir)).await
+    }
+
+    /// The same world over other ports (a store wrapped to fail, in a test).
+    pub fn with_ports(&self, ports: care_application::Ports) -> Self {
+        Self {
+            services: Services::new(ports),
+            clock: self.clock.clone(),
+            _dir: None,
+        }
+    }
+
+    fn clock() -> Arc<ManualClock> {
+        Arc::new(ManualClock::new(
+            Timestamp::from_timestamp(1_790_000_000, 0).unwrap(),
+        ))
+    }
+
+    async fn with(
+        ports: care_application::Ports,
+        clock: Arc<ManualClock>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Self {
         let services = Services::new(ports);
         for (id, kind) in [
             (SOURCE, SourceKind::Acute),
@@ -42,7 +81,11 @@ impl World {
                 .await
                 .unwrap();
         }
-        Self { services, clock }
+        Self {
+            services,
+            clock,
+            _dir: dir,
+        }
     }
 
     pub fn feed(source: &str) -> Actor {
