@@ -548,6 +548,35 @@ async fn a_sqlite_unit_ends_cleanly_on_its_write_connection() {
     assert!(outside.people.get(after.id()).await.unwrap().is_some());
 }
 
+/// In a SQLite unit a person is written without a savepoint: what `save_merge` is
+/// given that is not a merge is refused before any write, and the unit goes on.
+#[tokio::test]
+async fn a_sqlite_unit_outlives_a_merge_refused_before_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = migrated_sqlite(&dir, "merge.db").await;
+    let ports = ports_of(&db);
+    let outside = ports.feed_stores();
+    let person = || care_person::Person::new(PersonId::from_uuid(uuid::Uuid::new_v4()));
+    let unit = ports.units.begin().await.unwrap();
+    let stores = unit.stores(&outside);
+    let mut a = person();
+    a.set_version(stores.people.save(&a).await.unwrap());
+    let b = person();
+    assert!(
+        stores.people.save_merge(&a, &a).await.is_err(),
+        "one record"
+    );
+    assert!(
+        stores.people.save_merge(&a, &b).await.is_err(),
+        "the retired record is not marked merged"
+    );
+    let after = person();
+    stores.people.save(&after).await.unwrap();
+    unit.commit().await.unwrap();
+    assert!(outside.people.get(after.id()).await.unwrap().is_some());
+    assert!(outside.people.get(a.id()).await.unwrap().is_some());
+}
+
 /// A batch load leaves the database to other processes between its units only when
 /// another process has it open: the units must see one (Python's sqlite3 here, also
 /// from another PID namespace; skipped with a line where that cannot run) and only while
