@@ -56,7 +56,9 @@ pub trait PersonRepository: Send + Sync {
     ) -> Result<Vec<Person>, RepoError>;
     /// Stores one record.
     async fn save(&self, person: &Person) -> Result<u64, RepoError>;
-    /// Stores a merge's two records together.
+    /// Stores a merge's two records together. `retired` must be another record, merged
+    /// into `survivor` (as `Person::absorb` leaves them); anything else is refused before
+    /// anything is written.
     async fn save_merge(&self, survivor: &Person, retired: &Person) -> Result<(), RepoError>;
 }
 

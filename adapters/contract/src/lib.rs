@@ -329,6 +329,25 @@ pub async fn person_merge(repo: &dyn PersonRepository) {
     let kept = repo.get(retired.id()).await.unwrap().unwrap();
     assert_eq!(kept.merged_into(), None, "the retired record is untouched");
     assert_eq!(kept.version(), 1);
+    // What is not a merge (one record; a retired record not merged into the survivor)
+    // is refused before anything is written.
+    let mut other = person_with("Merge", date(1992, 3, 3), &fresh_postcode(), false);
+    other.set_version(repo.save(&other).await.unwrap());
+    let kept = repo.get(survivor.id()).await.unwrap().unwrap();
+    assert!(repo.save_merge(&kept, &kept).await.is_err(), "one record");
+    assert!(
+        repo.save_merge(&kept, &other).await.is_err(),
+        "not merged into the survivor"
+    );
+    assert_eq!(
+        repo.get(kept.id()).await.unwrap().unwrap().version(),
+        kept.version()
+    );
+    assert_eq!(
+        repo.get(other.id()).await.unwrap().unwrap().merged_into(),
+        None
+    );
+
     let later = sample_person("Later", date(1993, 4, 4), &fresh_postcode());
     repo.save(&later).await.unwrap();
     assert!(repo.get(later.id()).await.unwrap().is_some());

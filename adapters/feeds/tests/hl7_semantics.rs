@@ -534,6 +534,38 @@ async fn a_merge_naming_a_third_records_nhs_number_is_quarantined_with_why(world
     assert!(reason.contains("belongs to another record"), "{reason}");
 }
 
+async fn a_merge_the_database_refuses_amid_a_batch_takes_nothing_with_it(world: World) {
+    // As above, in one batch (one unit of work on SQLite): the refusal comes from the
+    // store, after the unit has written the messages before it.
+    let nhs = care_person::NhsNumber::from_first_nine(999_000_445)
+        .unwrap()
+        .digits();
+    let batch = [
+        adt("A01", "m1", "20260101090000", "T1", "Third", "")
+            .replace("T1^^^RDZ^MR", &format!("T1^^^RDZ^MR~{nhs}^^^NHS^NH")),
+        adt("A01", "m2", "20260101090000", "T2", "Second", ""),
+        adt("A01", "m3", "20260101090000", "T3", "Gone", ""),
+        format!(
+            "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101100000||ADT^A40|m4|P|2.4\r\
+             EVN|A40|20260101100000\r\
+             PID|1||T2^^^RDZ^MR~{nhs}^^^NHS^NH||Second^Sam\r\
+             MRG|T3^^^RDZ^MR\r"
+        ),
+        adt("A01", "m5", "20260101090000", "T5", "After", ""),
+    ]
+    .concat();
+    let report = send(&world, &batch).await;
+    assert_eq!(report.counts(), (4, 0, 1), "{report:?}");
+    assert!(matches!(
+        report.messages[3].outcome,
+        Outcome::Quarantined { .. }
+    ));
+    for local in ["T1", "T2", "T3", "T5"] {
+        person(&world, local).await;
+    }
+    assert_eq!(family(&person(&world, "T5").await), "After");
+}
+
 /// Each test above, over the in-memory adapters and over a SQLite file.
 macro_rules! on_each_store {
     ($($name:ident),* $(,)?) => {
@@ -572,4 +604,5 @@ on_each_store!(
     an_nhs_number_named_by_its_oid_is_read_as_one,
     a_bad_message_sent_again_is_the_same_quarantine_entry,
     a_merge_naming_a_third_records_nhs_number_is_quarantined_with_why,
+    a_merge_the_database_refuses_amid_a_batch_takes_nothing_with_it,
 );

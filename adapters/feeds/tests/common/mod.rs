@@ -45,7 +45,8 @@ impl World {
         Self::with(ports, clock, Some(dir)).await
     }
 
-    /// The same world over other ports (a store wrapped to fail, in a test).
+    /// The same world over other ports (a store wrapped to fail, in a test). For a
+    /// world over the in-memory adapters: a SQLite world's file goes with the original.
     pub fn with_ports(&self, ports: care_application::Ports) -> Self {
         Self {
             services: Services::new(ports),
