@@ -207,7 +207,17 @@ async fn bytes_outside_a_frame_get_an_ar_and_the_connection_closes() {
 /// neighbours with it, and everything answered AA is in the record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_of_one_sender_share_units_and_every_message_is_answered() {
-    let world = World::new().await;
+    share_units_and_answer_every_message(World::new().await).await;
+}
+
+/// The same over a SQLite file, where a unit holds many messages (group commit on the
+/// write connection, as served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_of_one_sender_share_units_and_every_message_is_answered_on_sqlite() {
+    share_units_and_answer_every_message(World::on_sqlite().await).await;
+}
+
+async fn share_units_and_answer_every_message(world: World) {
     let accounts = accounts(&world).await;
     let addr = listen(&world, &accounts, pas_settings()).await;
     let senders = (0..8).map(|c| {
