@@ -511,7 +511,7 @@ impl Services {
                 .filter(|(named, _)| *named == identity)
                 .map(|(_, person)| person)
         };
-        let outcome = match command {
+        Ok(match command {
             IngestCommand::Demographics {
                 identity,
                 source_time,
@@ -539,7 +539,7 @@ impl Services {
                         Ok(combine(shown, died))
                     })
                     .await?;
-                return Ok((outcome, Some((identity, person.id()))));
+                (outcome, Some((identity, person.id())))
             }
             IngestCommand::Death {
                 identity,
@@ -551,11 +551,11 @@ impl Services {
                         apply_death(person, source, *source_time, *death)
                     })
                     .await?;
-                return Ok((outcome, Some((identity, person.id()))));
+                (outcome, Some((identity, person.id())))
             }
             IngestCommand::Merge {
                 survivor, retired, ..
-            } => self.merge(survivor, retired).await?,
+            } => (self.merge(survivor, retired).await?, None),
             IngestCommand::Alert {
                 identity,
                 source_ref,
@@ -572,7 +572,7 @@ impl Services {
                         *source_time,
                     )
                     .await?;
-                return Ok((outcome, Some((identity, person))));
+                (outcome, Some((identity, person)))
             }
             IngestCommand::Referral {
                 identity,
@@ -590,10 +590,9 @@ impl Services {
                         *source_time,
                     )
                     .await?;
-                return Ok((outcome, Some((identity, person))));
+                (outcome, Some((identity, person)))
             }
-        };
-        Ok((outcome, None))
+        })
     }
 
     /// One message for one source: opens a session and applies it (see

@@ -58,8 +58,19 @@ pub trait PersonRepository: Send + Sync {
     async fn save(&self, person: &Person) -> Result<u64, RepoError>;
     /// Stores a merge's two records together. `retired` must be another record, merged
     /// into `survivor` (as `Person::absorb` leaves them); anything else is refused before
-    /// anything is written.
+    /// anything is written ([`check_merge`]).
     async fn save_merge(&self, survivor: &Person, retired: &Person) -> Result<(), RepoError>;
+}
+
+/// What every [`PersonRepository::save_merge`] checks before it writes: that `retired`
+/// is another record, merged into `survivor`.
+pub fn check_merge(survivor: &Person, retired: &Person) -> Result<(), RepoError> {
+    if survivor.id() == retired.id() || retired.merged_into() != Some(survivor.id()) {
+        return Err(RepoError::Unexpected(anyhow::anyhow!(
+            "not a merge: the retired record must be merged into another, the survivor"
+        )));
+    }
+    Ok(())
 }
 
 /// Referrals. Contract: a referral is unique by (source, source reference); `save`

@@ -124,11 +124,7 @@ impl PersonRepository for InMemoryPeople {
     }
 
     async fn save_merge(&self, survivor: &Person, retired: &Person) -> Result<(), RepoError> {
-        if survivor.id() == retired.id() || retired.merged_into() != Some(survivor.id()) {
-            return Err(RepoError::Unexpected(anyhow::anyhow!(
-                "not a merge: the retired record must be merged into another, the survivor"
-            )));
-        }
+        care_application::ports::check_merge(survivor, retired)?;
         let mut state = lock(&self.state);
         // The retired record gives up its identifiers, so store it first when checking
         // the survivor's.

@@ -358,11 +358,7 @@ impl PersonRepository for SqlPeople {
     async fn save_merge(&self, survivor: &Person, retired: &Person) -> Result<(), RepoError> {
         // `Person::absorb` makes these true; checked here, before any write, so that a
         // caller that did not cannot end a SQLite unit halfway (see `Txn::Lite`).
-        if survivor.id() == retired.id() || retired.merged_into() != Some(survivor.id()) {
-            return Err(RepoError::Unexpected(anyhow::anyhow!(
-                "not a merge: the retired record must be merged into another, the survivor"
-            )));
-        }
+        care_application::ports::check_merge(survivor, retired)?;
         let _turn = self.db.write_turn().await;
         let txn = self.db.transaction().await.map_err(unexpected)?;
         if txn.undoes_nothing() {

@@ -165,6 +165,21 @@ struct Open {
     turn: Option<Turn>,
 }
 
+impl Open {
+    /// Rolls back what is still open (cheap in WAL mode: nothing reached the file) and
+    /// hands the connection back (or closes it, which rolls back, if that failed), then
+    /// lets the turn go.
+    fn close(self, writer: &Writer) {
+        let Open { conn, turn } = self;
+        if conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok() {
+            writer.give_back(conn);
+        } else {
+            drop(conn);
+        }
+        drop(turn);
+    }
+}
+
 /// A unit that has ended: its stores no longer write.
 fn ended() -> SqlError {
     SqlError::Other(anyhow::anyhow!(
@@ -196,17 +211,10 @@ impl LiteUnit {
         self.with_open(|open| f(&open.conn))
     }
 
-    /// Ends the unit: rolls back what is still open (cheap in WAL mode: nothing reached
-    /// the file), hands the connection back, then lets the turn go.
+    /// Ends the unit: rolls back what is still open and lets the turn go ([`Open::close`]).
     fn end(&self, open: Option<Open>) {
-        if let Some(Open { conn, turn, .. }) = open {
-            if conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok() {
-                self.writer.give_back(conn);
-            } else {
-                // Closed (which rolls back) before the turn goes.
-                drop(conn);
-            }
-            drop(turn);
+        if let Some(open) = open {
+            open.close(&self.writer);
         }
     }
 
@@ -245,24 +253,19 @@ impl LiteUnit {
     /// Commits, on the blocking pool (the disk flush), and hands the connection back;
     /// the turn goes with it, once the commit is done, even if the caller stops waiting.
     pub(crate) async fn commit(&self) -> Result<(), SqlError> {
-        let Open { conn, turn, .. } = lock(&self.open).take().ok_or_else(ended)?;
+        let open = lock(&self.open).take().ok_or_else(ended)?;
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
-            let committed = if conn.is_autocommit() {
+            let committed = if open.conn.is_autocommit() {
                 Err(SqlError::Other(anyhow::anyhow!(
                     "the unit's transaction was rolled back by the database"
                 )))
             } else {
-                conn.execute_batch("COMMIT").map_err(SqlError::from)
+                open.conn.execute_batch("COMMIT").map_err(SqlError::from)
             };
-            // A failed COMMIT (a full disk) leaves the transaction open: undo it, or
-            // the connection is not fit to be used again.
-            if conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok() {
-                writer.give_back(conn);
-            } else {
-                drop(conn);
-            }
-            drop(turn);
+            // A failed COMMIT (a full disk) leaves the transaction open: `close` undoes
+            // it, or the connection would not be fit to be used again.
+            open.close(&writer);
             committed
         })
         .await
