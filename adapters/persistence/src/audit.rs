@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use care_access_audit::{AuditEvent, ChainHead, ChainedEvent, Hash};
 use care_application::{AuditError, AuditLog, RepoError};
 use care_kernel::{PersonId, Timestamp};
-use sea_orm::{ConnectionTrait, DbBackend, Value};
+use sea_orm::{DbBackend, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Database, Row, col, from_json, micros, to_json, unexpected};
@@ -144,31 +144,31 @@ async fn write_loop(db: Database, mut rx: mpsc::Receiver<Pending>) {
 }
 
 /// One transaction: lock and read the head, link the events, insert them, move the head.
+/// It is a unit of work ([`Database::append_unit`]): on a SQLite file its statements run
+/// on the write connection, synchronously, without a thread handoff per statement.
 async fn write_batch(
     db: &Database,
     events: Vec<AuditEvent>,
 ) -> Result<Vec<ChainedEvent>, RepoError> {
-    let _turn = db.write_turn().await;
-    let txn = db
-        .conn
-        .begin_with_options(crate::conn::write_options(db.backend()))
-        .await
-        .map_err(unexpected)?;
+    let unit = db.append_unit().await?;
+    let txn = unit.database();
     let lock = match db.backend() {
         DbBackend::Postgres => "SELECT len, last_hash FROM audit_head WHERE id = 1 FOR UPDATE",
         _ => "SELECT len, last_hash FROM audit_head WHERE id = 1",
     };
-    let row = txn
-        .query_one_raw(db.statement(lock, vec![]))
-        .await
-        .map_err(unexpected)?
+    let mut head = txn
+        .rows(lock, vec![], decode_head)
+        .await?
+        .pop()
         .ok_or_else(|| RepoError::Unexpected(anyhow::anyhow!("the audit chain head is missing")))?;
-    let mut head = ChainHead {
-        len: u64::try_from(col::<i64>(&Row::Sea(&row), 0)?).unwrap_or(0),
-        last_hash: decode_hash(&col::<String>(&Row::Sea(&row), 1)?)?,
-    };
     let chained: Vec<ChainedEvent> = events.into_iter().map(|e| head.append(e)).collect();
-    for chunk in chained.chunks(ROWS_PER_INSERT) {
+    // On SQLite one prepared statement per row, kept in the connection's cache; on
+    // PostgreSQL a round trip per statement, so many rows in each.
+    let per_insert = match db.backend() {
+        DbBackend::Postgres => ROWS_PER_INSERT,
+        _ => 1,
+    };
+    for chunk in chained.chunks(per_insert) {
         let rows = chunk
             .iter()
             .map(|c| {
@@ -187,21 +187,26 @@ async fn write_batch(
             &["seq", "at", "person_id", "event", "prev_hash", "hash"],
             rows,
         );
-        txn.execute_raw(db.statement(&sql, values))
-            .await
-            .map_err(unexpected)?;
+        txn.execute(&sql, values).await.map_err(unexpected)?;
     }
-    txn.execute_raw(db.statement(
+    txn.execute(
         "UPDATE audit_head SET len = $1, last_hash = $2 WHERE id = 1",
         vec![
             i64::try_from(head.len).unwrap_or(i64::MAX).into(),
             head.last_hash.to_string().into(),
         ],
-    ))
+    )
     .await
     .map_err(unexpected)?;
-    txn.commit().await.map_err(unexpected)?;
+    unit.end().await?;
     Ok(chained)
+}
+
+fn decode_head(row: &Row<'_>) -> Result<ChainHead, RepoError> {
+    Ok(ChainHead {
+        len: u64::try_from(col::<i64>(row, 0)?).unwrap_or(0),
+        last_hash: decode_hash(&col::<String>(row, 1)?)?,
+    })
 }
 
 #[async_trait]
@@ -226,12 +231,7 @@ impl AuditLog for SqlAuditLog {
             .rows(
                 "SELECT len, last_hash FROM audit_head WHERE id = 1",
                 vec![],
-                |row| {
-                    Ok(ChainHead {
-                        len: u64::try_from(col::<i64>(row, 0)?).unwrap_or(0),
-                        last_hash: decode_hash(&col::<String>(row, 1)?)?,
-                    })
-                },
+                decode_head,
             )
             .await
             .map_err(audit_err)?

@@ -315,9 +315,25 @@ impl Database {
     /// READ COMMITTED) that every store built on the returned database shares. On a
     /// SQLite file it runs on the write connection ([`writer`]).
     pub async fn unit(&self) -> Result<SqlUnit, RepoError> {
+        self.open_unit(false).await
+    }
+
+    /// A unit of work for a writer that is not a feed's (the audit chain's appends):
+    /// counted while it waits for the write turn, so that a feed's unit commits early
+    /// for it ([`conn::Turn::others_waiting`]).
+    pub(crate) async fn append_unit(&self) -> Result<SqlUnit, RepoError> {
+        self.open_unit(true).await
+    }
+
+    async fn open_unit(&self, counted: bool) -> Result<SqlUnit, RepoError> {
         let (turn, mut guard) = match &self.conn {
             conn::Conn::Pool(_, Some(turn)) => {
-                (Some(turn.clone()), Some(turn.take_for_unit().await))
+                let guard = if counted {
+                    turn.take().await
+                } else {
+                    turn.take_for_unit().await
+                };
+                (Some(turn.clone()), Some(guard))
             }
             _ => (None, None),
         };
@@ -692,6 +708,31 @@ const UNIT_CAPACITY_SQLITE: usize = 500;
 /// touch the same people in another order would deadlock.
 const UNIT_CAPACITY_POSTGRES: usize = 1;
 
+impl SqlUnit {
+    /// The unit's transaction, to run statements in.
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Commits the unit.
+    pub(crate) async fn end(&self) -> Result<(), RepoError> {
+        match &self.tx {
+            UnitTx::Lite(unit) => unit.commit().await.map_err(unexpected),
+            UnitTx::Sea(tx) => {
+                // Taken out, the stores still held elsewhere fail instead of writing
+                // outside it.
+                let tx = tx.lock().await.take();
+                match tx {
+                    Some(tx) => tx.commit().await.map_err(unexpected),
+                    None => Err(RepoError::Unexpected(anyhow::anyhow!(
+                        "the unit of work had already ended"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Unit for SqlUnit {
     fn others_waiting(&self) -> bool {
@@ -709,19 +750,6 @@ impl Unit for SqlUnit {
     }
 
     async fn commit(self: Box<Self>) -> Result<(), RepoError> {
-        match &self.tx {
-            UnitTx::Lite(unit) => unit.commit().await.map_err(unexpected),
-            UnitTx::Sea(tx) => {
-                // Taken out, the stores still held elsewhere fail instead of writing
-                // outside it.
-                let tx = tx.lock().await.take();
-                match tx {
-                    Some(tx) => tx.commit().await.map_err(unexpected),
-                    None => Err(RepoError::Unexpected(anyhow::anyhow!(
-                        "the unit of work had already ended"
-                    ))),
-                }
-            }
-        }
+        self.end().await
     }
 }
