@@ -20,7 +20,8 @@ use crate::{Database, Row, col, from_json, micros, to_json, unexpected};
 
 /// Events written in one transaction at most (the rest wait for the next one).
 const MAX_BATCH_EVENTS: usize = 2_000;
-/// Rows per INSERT statement (kept well under both databases' parameter limits).
+/// Rows per INSERT statement where each statement is a round trip (PostgreSQL, or a
+/// SQLite pool without a write connection); kept well under the parameter limits.
 const ROWS_PER_INSERT: usize = 500;
 /// Scheduler turns the writer waits for more callers after a shared commit.
 const LINGER_TURNS: usize = 64;
@@ -162,11 +163,12 @@ async fn write_batch(
         .pop()
         .ok_or_else(|| RepoError::Unexpected(anyhow::anyhow!("the audit chain head is missing")))?;
     let chained: Vec<ChainedEvent> = events.into_iter().map(|e| head.append(e)).collect();
-    // On SQLite one prepared statement per row, kept in the connection's cache; on
-    // PostgreSQL a round trip per statement, so many rows in each.
-    let per_insert = match db.backend() {
-        DbBackend::Postgres => ROWS_PER_INSERT,
-        _ => 1,
+    // On the SQLite write connection one prepared statement per row, kept in the
+    // connection's cache; elsewhere a statement is a round trip, so many rows in each.
+    let per_insert = if db.has_write_connection() {
+        1
+    } else {
+        ROWS_PER_INSERT
     };
     for chunk in chained.chunks(per_insert) {
         let rows = chunk

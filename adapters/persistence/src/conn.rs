@@ -20,9 +20,11 @@ use crate::writer::{LiteUnit, Steps};
 /// writer that finds it taken only polls (the busy timeout), so without a queue a busy
 /// feed could keep readers' audit appends out for seconds.
 ///
-/// Writers other than units of work are counted while they wait, so that a unit can see
-/// that someone is waiting and commit early ([`Turn::others_waiting`]): a reader's audit
-/// append then waits for one feed message, not for a whole unit.
+/// Writers other than feed units of work (audit batches — themselves units, see
+/// `Database::append_unit` — session touches, account changes) are counted while they
+/// wait, so that a feed's unit can see that someone is waiting and commit early
+/// ([`Turn::others_waiting`]): a reader's audit append then waits for one feed message,
+/// not for a whole unit.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Turn {
     lock: Arc<Mutex<()>>,
@@ -39,7 +41,7 @@ impl Drop for Waiting<'_> {
 }
 
 impl Turn {
-    /// The turn for a writer other than a unit of work, counted while it waits.
+    /// The turn for a writer other than a feed's unit of work, counted while it waits.
     pub(crate) async fn take(&self) -> tokio::sync::OwnedMutexGuard<()> {
         if let Ok(guard) = self.lock.clone().try_lock_owned() {
             return guard;
@@ -50,12 +52,13 @@ impl Turn {
         self.lock.clone().lock_owned().await
     }
 
-    /// The turn for a unit of work (not counted: units take turns among themselves).
+    /// The turn for a feed's unit of work (not counted: feed units take turns among
+    /// themselves).
     pub(crate) async fn take_for_unit(&self) -> tokio::sync::OwnedMutexGuard<()> {
         self.lock.clone().lock_owned().await
     }
 
-    /// Whether a writer other than a unit is waiting for the turn.
+    /// Whether a writer other than a feed's unit is waiting for the turn.
     pub(crate) fn others_waiting(&self) -> bool {
         self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
     }

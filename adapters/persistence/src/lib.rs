@@ -305,6 +305,12 @@ impl Database {
         }
     }
 
+    /// Whether this is a SQLite file with a write connection of our own ([`writer`]):
+    /// units of work run there, statement by statement, without a round trip.
+    pub(crate) fn has_write_connection(&self) -> bool {
+        self.writer.is_some()
+    }
+
     /// Waits for this process's turn to write (see [`conn::Conn::write_turn`]).
     pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         self.conn.write_turn().await

@@ -6,9 +6,10 @@
 //! switching threads while SQLite itself used under 3% (docs/BENCHMARKS.md). A read of a
 //! file the operating system has cached takes microseconds, less than the switch, so the
 //! pool's reads (not a unit of work's, which must see the unit's own writes) run here,
-//! synchronously, on read-only rusqlite connections to the same file. Units of work
-//! write on a rusqlite connection too ([`crate::writer`]); other writes (audit batches,
-//! sessions, accounts) stay on sea-orm. All take the write turn.
+//! synchronously, on read-only rusqlite connections to the same file. Units of work and
+//! the audit chain's batches write on a rusqlite connection too ([`crate::writer`]);
+//! other writes (sessions, accounts, the security log) stay on sea-orm. All take the
+//! write turn.
 //!
 //! Why rusqlite and not sqlx's own connection: sqlx offers no synchronous call. rusqlite
 //! links the same `libsqlite3-sys` (one SQLite in the process), and its statement cache

@@ -415,6 +415,67 @@ async fn sqlite_writers_get_their_turn_between_units_of_work() {
     next.commit().await.unwrap();
 }
 
+/// On a SQLite file an audit batch is a unit of work on the write connection, beside the
+/// feeds' units: an open feed unit sees an append waiting (so it commits early for it);
+/// a batch the database refuses answers every caller with an error, leaves the head
+/// where it was, and leaves the write connection and the turn free for the next unit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_audit_batches_take_turns_with_feed_units_on_the_write_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = migrated_sqlite(&dir, "audit-units.db").await;
+    let ports = ports_of(&db);
+    let log = Arc::new(SqlAuditLog::new(db.clone()));
+    log.append(vec![event(1)]).await.unwrap();
+
+    let unit = ports.units.begin().await.unwrap();
+    let waiting = {
+        let log = Arc::clone(&log);
+        tokio::spawn(async move { log.append(vec![event(2)]).await })
+    };
+    let asked = std::time::Instant::now();
+    while !unit.others_waiting() {
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(5),
+            "the feed unit never saw the audit append waiting"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(!waiting.is_finished(), "the append waits for the open unit");
+    unit.commit().await.unwrap();
+    waiting.await.unwrap().unwrap();
+    assert_eq!(verify(log.as_ref()).await, Ok(2));
+
+    // A row put where the next event goes (behind the adapter's back): the database
+    // refuses every batch that would write there.
+    let head = log.head().await.unwrap();
+    db.connection()
+        .execute_unprepared(&format!(
+            "INSERT INTO audit_events (seq, at, person_id, event, prev_hash, hash) \
+             VALUES ({}, 0, NULL, '{{}}', 'x', 'x')",
+            head.len
+        ))
+        .await
+        .unwrap();
+    let callers: Vec<_> = (0..8)
+        .map(|n| {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move { log.append(vec![event(10 + n)]).await })
+        })
+        .collect();
+    for caller in callers {
+        assert!(
+            caller.await.unwrap().is_err(),
+            "every caller of a refused batch hears of it"
+        );
+    }
+    assert_eq!(log.head().await.unwrap(), head, "the head did not move");
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), ports.units.begin())
+        .await
+        .expect("the write connection and the turn are free after a refused batch")
+        .unwrap();
+    next.commit().await.unwrap();
+}
+
 /// A checkpoint must leave the locks of the process's other connections alone. It once
 /// flushed the file by opening and closing it, which on Linux drops every POSIX lock the
 /// process holds on the file (https://sqlite.org/howtocorrupt.html, 2.2): another process
