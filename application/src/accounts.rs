@@ -364,10 +364,10 @@ impl Accounts {
         }
         let now = self.now();
         let hash = hash_token(token);
-        let session = self
+        let (session, account) = self
             .ports
             .sessions
-            .get(&hash)
+            .get_with_account(&hash, self.ports.accounts.as_ref())
             .await?
             .ok_or(AuthError::Unknown)?;
         self.settings
@@ -379,12 +379,6 @@ impl Accounts {
                 session.revoked_at.is_some(),
             )
             .map_err(AuthError::Ended)?;
-        let account = self
-            .ports
-            .accounts
-            .user(&session.user)
-            .await?
-            .ok_or(AuthError::Unknown)?;
         if account.disabled {
             return Err(AuthError::Disabled);
         }

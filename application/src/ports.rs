@@ -563,6 +563,23 @@ pub trait SessionStore: Send + Sync {
     async fn create(&self, session: &SessionRecord) -> Result<(), RepoError>;
     /// Looks a session up.
     async fn get(&self, token: &TokenHash) -> Result<Option<SessionRecord>, RepoError>;
+    /// A session with its user's account, `None` if either is missing: [`Self::get`],
+    /// then [`AccountStore::user`] on `accounts`, the same record's account store. A
+    /// store that holds both (a database) reads them in one query instead, since every
+    /// authenticated request asks.
+    async fn get_with_account(
+        &self,
+        token: &TokenHash,
+        accounts: &dyn AccountStore,
+    ) -> Result<Option<(SessionRecord, UserAccount)>, RepoError> {
+        let Some(session) = self.get(token).await? else {
+            return Ok(None);
+        };
+        Ok(accounts
+            .user(&session.user)
+            .await?
+            .map(|account| (session, account)))
+    }
     /// Notes a use.
     async fn touch(&self, token: &TokenHash, at: Timestamp) -> Result<bool, RepoError>;
     /// Ends one session.

@@ -1242,6 +1242,27 @@ pub async fn session_store(sessions: &dyn SessionStore, accounts: &dyn AccountSt
         Some(&ended)
     );
 
+    // A session with its user's account, in one read where the store can: what `get`
+    // and `user` give, a revoked session included (ending it is the caller's check).
+    for (s, user) in [(&s1, &alice), (&ended, &bob)] {
+        assert_eq!(
+            sessions
+                .get_with_account(&s.token_hash, accounts)
+                .await
+                .unwrap(),
+            Some((s.clone(), accounts.user(user).await.unwrap().unwrap())),
+            "the session and its user's account"
+        );
+    }
+    assert_eq!(
+        sessions
+            .get_with_account(&session(&alice, at_micros(105, 0)).token_hash, accounts)
+            .await
+            .unwrap(),
+        None,
+        "an unknown token has no session and no account"
+    );
+
     // touch only moves last_seen_at forward.
     let t = s1.last_seen_at;
     assert!(
