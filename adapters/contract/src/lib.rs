@@ -1243,8 +1243,18 @@ pub async fn session_store(sessions: &dyn SessionStore, accounts: &dyn AccountSt
     );
 
     // A session with its user's account, in one read where the store can: what `get`
-    // and `user` give, a revoked session included (ending it is the caller's check).
-    for (s, user) in [(&s1, &alice), (&ended, &bob)] {
+    // and `user` give, a revoked session included (ending it is the caller's check),
+    // and an account with every field set (feed source, disabled, failures cleared).
+    let carol = fresh_user_id();
+    assert!(
+        accounts
+            .create_user(&full_account(carol.clone(), org.id.clone()))
+            .await
+            .unwrap()
+    );
+    let s3 = session(&carol, at_micros(104, 9));
+    sessions.create(&s3).await.unwrap();
+    for (s, user) in [(&s1, &alice), (&ended, &bob), (&s3, &carol)] {
         assert_eq!(
             sessions
                 .get_with_account(&s.token_hash, accounts)
