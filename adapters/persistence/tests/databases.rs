@@ -317,6 +317,18 @@ async fn postgres_adapters_keep_every_port_contract() {
     tampering_is_refused_and_found(&db).await;
 }
 
+/// Waits (up to 5 s, else fails with `what`) until `unit` sees another writer waiting.
+async fn until_others_wait(unit: &dyn care_application::Unit, what: &str) {
+    let asked = std::time::Instant::now();
+    while !unit.others_waiting() {
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(5),
+            "{what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// On SQLite one writer at a time: back-to-back units of work must not keep the other
 /// writers of the process (readers' audit appends, session touches) out. They wait
 /// their turn in a fair queue, at most about one unit each, instead of polling SQLite's
@@ -397,14 +409,7 @@ async fn sqlite_writers_get_their_turn_between_units_of_work() {
             .unwrap();
         })
     };
-    let asked = std::time::Instant::now();
-    while !unit.others_waiting() {
-        assert!(
-            asked.elapsed() < std::time::Duration::from_secs(5),
-            "the unit never saw the waiting writer"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    until_others_wait(unit.as_ref(), "the unit never saw the waiting writer").await;
     unit.commit().await.unwrap();
     waiter.await.unwrap();
     let next = ports.units.begin().await.unwrap();
@@ -432,14 +437,11 @@ async fn sqlite_audit_batches_take_turns_with_feed_units_on_the_write_connection
         let log = Arc::clone(&log);
         tokio::spawn(async move { log.append(vec![event(2)]).await })
     };
-    let asked = std::time::Instant::now();
-    while !unit.others_waiting() {
-        assert!(
-            asked.elapsed() < std::time::Duration::from_secs(5),
-            "the feed unit never saw the audit append waiting"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    until_others_wait(
+        unit.as_ref(),
+        "the feed unit never saw the audit append waiting",
+    )
+    .await;
     assert!(!waiting.is_finished(), "the append waits for the open unit");
     unit.commit().await.unwrap();
     waiting.await.unwrap().unwrap();
