@@ -627,21 +627,17 @@ impl Services {
     /// The live record an identity names, or a new empty one. Both identifiers naming
     /// two different records is a conflict: only a merge may join them.
     async fn resolve_person(&self, identity: &PersonIdentity) -> Result<Person, IngestError> {
-        let mut found: Option<Person> = None;
-        for identifier in identity.identifiers() {
-            if let Some(p) = self.ports.people.find_by_identifier(&identifier).await? {
-                match &found {
-                    Some(held) if held.id() != p.id() => {
-                        return Err(IngestError::Conflict(
-                            "the NHS number and the local id belong to different records; a merge is needed"
-                                .into(),
-                        ));
-                    }
-                    _ => found = Some(p),
-                }
-            }
+        let identifiers: Vec<Identifier> = identity.identifiers().collect();
+        let mut found = self.ports.people.find_by_identifiers(&identifiers).await?;
+        if found.len() > 1 {
+            return Err(IngestError::Conflict(
+                "the NHS number and the local id belong to different records; a merge is needed"
+                    .into(),
+            ));
         }
-        Ok(found.unwrap_or_else(|| Person::new(PersonId::from_uuid(self.ports.ids.new_id()))))
+        Ok(found
+            .pop()
+            .unwrap_or_else(|| Person::new(PersonId::from_uuid(self.ports.ids.new_id()))))
     }
 
     /// Loads or creates the person, lets `change` update it, and stores it if anything

@@ -35,7 +35,8 @@ pub enum RepoError {
 
 /// People. Contract:
 /// - `get` returns the record with that id, merged-away records included, else `None`.
-/// - `find_by_identifier` returns the one live (not merged-away) record holding it.
+/// - `find_by_identifier` returns the one live (not merged-away) record holding it;
+///   `find_by_identifiers` the records holding any of several, each once, in no order.
 /// - `search` returns live records that [`Person::matches`] the criteria, ordered by id,
 ///   at most `limit`; whether a record may be shown is not its concern.
 /// - `save` stores a record whose `version()` equals the stored version (0 for a new
@@ -48,6 +49,20 @@ pub trait PersonRepository: Send + Sync {
     async fn get(&self, id: PersonId) -> Result<Option<Person>, RepoError>;
     /// The live record holding this identifier.
     async fn find_by_identifier(&self, id: &Identifier) -> Result<Option<Person>, RepoError>;
+    /// The live records holding any of `ids`, each once: none, one, or several when the
+    /// identifiers name different records. (A store that can answer in one query
+    /// overrides this; a feed message names a person by two identifiers.)
+    async fn find_by_identifiers(&self, ids: &[Identifier]) -> Result<Vec<Person>, RepoError> {
+        let mut found: Vec<Person> = Vec::new();
+        for id in ids {
+            if let Some(person) = self.find_by_identifier(id).await?
+                && !found.iter().any(|held| held.id() == person.id())
+            {
+                found.push(person);
+            }
+        }
+        Ok(found)
+    }
     /// Live records matching the criteria.
     async fn search(
         &self,

@@ -161,6 +161,49 @@ pub async fn person_repository(repo: &dyn PersonRepository) {
             "found by each identifier"
         );
     }
+    let identifiers: Vec<Identifier> = p.identifiers().collect();
+    assert!(
+        identifiers.len() >= 2,
+        "the sample has an NHS number and a local id"
+    );
+    let by_all = repo.find_by_identifiers(&identifiers).await.unwrap();
+    assert_eq!(
+        by_all.iter().map(|f| f.id()).collect::<Vec<_>>(),
+        vec![p.id()],
+        "found once by all its identifiers"
+    );
+    assert_eq!(by_all.first(), Some(&p), "whole, at its version");
+    let nobody = Identifier::Nhs(fresh_nhs_number());
+    assert_eq!(
+        repo.find_by_identifiers(&[nobody.clone(), identifiers[1].clone()])
+            .await
+            .unwrap()
+            .iter()
+            .map(|f| f.id())
+            .collect::<Vec<_>>(),
+        vec![p.id()],
+        "found by one identifier among unknown ones"
+    );
+    assert!(
+        repo.find_by_identifiers(&[nobody])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(repo.find_by_identifiers(&[]).await.unwrap().is_empty());
+    let other = sample_person("Contrary", date(1971, 2, 3), &fresh_postcode());
+    repo.save(&other).await.unwrap();
+    let mut two: Vec<PersonId> = repo
+        .find_by_identifiers(&[identifiers[0].clone(), other.identifiers().last().unwrap()])
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.id())
+        .collect();
+    two.sort();
+    let mut both = vec![p.id(), other.id()];
+    both.sort();
+    assert_eq!(two, both, "identifiers of two records find both");
 
     // Optimistic locking: a save from a stale copy is a conflict and stores nothing.
     let mut stale = p.clone();
@@ -1666,11 +1709,18 @@ pub async fn unit_of_work(units: &dyn UnitOfWork, outside: &FeedStores) {
         Err(RepoError::IdentifierTaken(_))
     ));
     assert_eq!(stores.people.get(thief.id()).await.unwrap(), None);
-    stores
-        .sources
-        .record_activity(&acute.id, at(500), MessageOutcome::Applied)
-        .await
-        .unwrap();
+    // Several messages' activity in one unit adds up (the latest time stays).
+    for (time, outcome) in [
+        (500, MessageOutcome::Applied),
+        (400, MessageOutcome::Applied),
+        (450, MessageOutcome::Unchanged),
+    ] {
+        stores
+            .sources
+            .record_activity(&acute.id, at(time), outcome)
+            .await
+            .unwrap();
+    }
     let kept = QuarantinedMessage {
         id: Uuid::new_v4(),
         source: acute.id.clone(),
@@ -1696,7 +1746,10 @@ pub async fn unit_of_work(units: &dyn UnitOfWork, outside: &FeedStores) {
     );
     assert!(outside.quarantine.get(kept.id).await.unwrap().is_some());
     let seen = outside.sources.get(&acute.id).await.unwrap().unwrap();
-    assert_eq!((seen.last_message_at, seen.applied), (Some(at(500)), 1));
+    assert_eq!(
+        (seen.last_message_at, seen.applied, seen.unchanged),
+        (Some(at(500)), 2, 1)
+    );
 
     // A unit ended without commit holds nothing up: others go on writing (whether its
     // own writes stayed is the adapter's business, which callers may not rely on).

@@ -367,6 +367,7 @@ impl Database {
         Ok(SqlUnit {
             _turn: guard,
             turn,
+            tallies: Arc::default(),
             db: Database {
                 pool: self.pool.clone(),
                 conn,
@@ -685,6 +686,8 @@ pub struct SqlUnit {
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
     /// The queue for it, to see whether other writers wait.
     turn: Option<conn::Turn>,
+    /// The feed sources' activity recorded in the unit, written when it commits.
+    tallies: Arc<sources::Tallies>,
 }
 
 /// A unit's transaction, to end it.
@@ -720,8 +723,9 @@ impl SqlUnit {
         &self.db
     }
 
-    /// Commits the unit.
+    /// Commits the unit, with the sources' activity it recorded.
     pub(crate) async fn end(&self) -> Result<(), RepoError> {
+        self.tallies.write(&self.db).await?;
         match &self.tx {
             UnitTx::Lite(unit) => unit.commit().await.map_err(unexpected),
             UnitTx::Sea(tx) => {
@@ -750,7 +754,7 @@ impl Unit for SqlUnit {
             people: Arc::new(SqlPeople::new(self.db.clone())),
             referrals: Arc::new(SqlReferrals::new(self.db.clone())),
             alerts: Arc::new(SqlAlerts::new(self.db.clone())),
-            sources: Arc::new(SqlSources::new(self.db.clone())),
+            sources: Arc::new(SqlSources::in_unit(self.db.clone(), self.tallies.clone())),
             quarantine: Arc::new(SqlQuarantine::new(self.db.clone())),
         }
     }

@@ -299,6 +299,21 @@ impl PersonRepository for SqlPeople {
             .pop())
     }
 
+    async fn find_by_identifiers(&self, ids: &[Identifier]) -> Result<Vec<Person>, RepoError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.query_people(
+            &format!(
+                "SELECT p.version, p.body FROM people p WHERE p.id IN \
+                 (SELECT i.person_id FROM person_identifiers i WHERE i.identifier IN ({}))",
+                placeholders(1..=ids.len())
+            ),
+            ids.iter().map(|id| identifier_key(id).into()).collect(),
+        )
+        .await
+    }
+
     async fn search(
         &self,
         criteria: &SearchCriteria,
