@@ -165,11 +165,29 @@ pub struct Services {
     ports: Ports,
 }
 
-/// An NHS number looked up in place of a person who is not in the record (see
-/// [`Services::gate_person`]): valid, and from the 999 test range.
-/// (`999 999 9999`: its check digit is 9.)
-fn timing_twin() -> Option<care_person::NhsNumber> {
-    care_person::NhsNumber::from_first_nine(999_999_999)
+/// A person's consent level: what `consent` (held for their NHS number) says, or
+/// participating when none is held. A consent for another number says nothing of them.
+fn consent_level(
+    person: &Person,
+    consent: Option<&care_consent::Consent>,
+) -> care_consent::ConsentLevel {
+    consent
+        .filter(|c| Some(c.nhs_number()) == person.nhs_number())
+        .map_or(care_consent::ConsentLevel::Participating, |c| c.level())
+}
+
+/// What the policy needs to know of a person with this consent level, for this actor.
+fn subject_of(
+    person: &Person,
+    consent: care_consent::ConsentLevel,
+    actor: &Actor,
+    today: Date,
+) -> SubjectState {
+    SubjectState {
+        consent,
+        vital: person.vital_status(today),
+        basis: actor.basis.as_ref().map(|b| b.kind()),
+    }
 }
 
 /// How many merge links a read follows before giving up (a loop would be a bug).
@@ -195,14 +213,26 @@ impl Services {
         now.date_naive()
     }
 
-    /// The live record for an id, following merges to the survivor.
-    async fn load_live(&self, id: PersonId) -> Result<Option<Person>, RepoError> {
+    /// The live record for an id, following merges to the survivor, with its consent
+    /// level (read together: one query on a database).
+    async fn load_live(
+        &self,
+        id: PersonId,
+    ) -> Result<Option<(Person, care_consent::ConsentLevel)>, RepoError> {
         let mut next = id;
         for _ in 0..MAX_MERGE_HOPS {
-            match self.ports.people.get(next).await? {
+            match self
+                .ports
+                .people
+                .get_with_consent(next, self.ports.consent.as_ref())
+                .await?
+            {
                 None => return Ok(None),
-                Some(p) => match p.merged_into() {
-                    None => return Ok(Some(p)),
+                Some((p, consent)) => match p.merged_into() {
+                    None => {
+                        let level = consent_level(&p, consent.as_ref());
+                        return Ok(Some((p, level)));
+                    }
                     Some(survivor) => next = survivor,
                 },
             }
@@ -218,14 +248,15 @@ impl Services {
         today: Date,
     ) -> Result<SubjectState, RepoError> {
         let consent = match person.nhs_number() {
-            Some(n) => self.ports.consent.get(n).await?.map(|c| c.level()),
+            Some(n) => self.ports.consent.get(n).await?,
             None => None,
         };
-        Ok(SubjectState {
-            consent: consent.unwrap_or(care_consent::ConsentLevel::Participating),
-            vital: person.vital_status(today),
-            basis: actor.basis.as_ref().map(|b| b.kind()),
-        })
+        Ok(subject_of(
+            person,
+            consent_level(person, consent.as_ref()),
+            actor,
+            today,
+        ))
     }
 
     /// Loads the live record an access is about and passes the gate for it (an unknown
@@ -237,26 +268,15 @@ impl Services {
     ) -> Result<(Person, SubjectState, AuditReceipt), AccessError> {
         self.refuse_early(&access).await?;
         let today = self.today(access.at);
-        let Some(person) = self.load_live(id).await? else {
-            // The same consent lookup a known person costs, so that an unknown id and a
-            // hidden (opted-out) person take alike long to refuse.
-            if let Some(twin) = timing_twin() {
-                self.ports.consent.get(&twin).await?;
-            }
+        // Person and consent in one read: an unknown id and a hidden (opted-out) person
+        // cost the same one query before they are refused.
+        let Some((person, consent)) = self.load_live(id).await? else {
             return Err(self.refuse_unknown(&access).await);
         };
-        let subject = self.subject_state(&person, access.actor, today).await?;
+        let subject = subject_of(&person, consent, access.actor, today);
         let receipt = self
             .gate(&access.about(Some(person.id()), Some(subject)))
             .await?;
         Ok((person, subject, receipt))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_timing_twin_is_a_valid_nhs_number() {
-        assert!(super::timing_twin().is_some());
     }
 }

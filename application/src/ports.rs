@@ -34,7 +34,8 @@ pub enum RepoError {
 }
 
 /// People. Contract:
-/// - `get` returns the record with that id, merged-away records included, else `None`.
+/// - `get` returns the record with that id, merged-away records included, else `None`;
+///   `get_with_consent` the same with the consent held for its NHS number.
 /// - `find_by_identifier` returns the one live (not merged-away) record holding it;
 ///   `find_by_identifiers` the records holding any of several, each once, in no order.
 /// - `search` returns live records that [`Person::matches`] the criteria, ordered by id,
@@ -49,6 +50,23 @@ pub trait PersonRepository: Send + Sync {
     async fn get(&self, id: PersonId) -> Result<Option<Person>, RepoError>;
     /// The live record holding this identifier.
     async fn find_by_identifier(&self, id: &Identifier) -> Result<Option<Person>, RepoError>;
+    /// The record with this id (as [`Self::get`]) and the consent held for its NHS
+    /// number in `consent`, the same record's consent store. A store that holds both (a
+    /// database) reads them in one query instead: every read of a record asks.
+    async fn get_with_consent(
+        &self,
+        id: PersonId,
+        consent: &dyn ConsentRepository,
+    ) -> Result<Option<(Person, Option<Consent>)>, RepoError> {
+        let Some(person) = self.get(id).await? else {
+            return Ok(None);
+        };
+        let held = match person.nhs_number() {
+            Some(n) => consent.get(n).await?,
+            None => None,
+        };
+        Ok(Some((person, held)))
+    }
     /// The live records holding any of `ids`, each once: none, one, or several when the
     /// identifiers name different records. (A store that can answer in one query
     /// overrides this; a feed message names a person by two identifiers.)
@@ -124,6 +142,19 @@ pub trait AlertRepository: Send + Sync {
     async fn save(&self, alert: &Alert) -> Result<u64, RepoError>;
     /// A person's alerts.
     async fn list_for_person(&self, person: PersonId) -> Result<Vec<Alert>, RepoError>;
+    /// A person's alerts and their referrals in `referrals`, the same record's referral
+    /// store: each list as its store's `list_for_person` gives it. A store that holds
+    /// both (a database) reads them in one query instead: every record summary asks.
+    async fn list_with_referrals(
+        &self,
+        person: PersonId,
+        referrals: &dyn ReferralRepository,
+    ) -> Result<(Vec<Alert>, Vec<Referral>), RepoError> {
+        Ok((
+            self.list_for_person(person).await?,
+            referrals.list_for_person(person).await?,
+        ))
+    }
     /// Moves alerts to a merge's survivor.
     async fn reassign_person(&self, from: PersonId, to: PersonId) -> Result<u64, RepoError>;
 }

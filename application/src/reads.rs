@@ -127,15 +127,9 @@ impl Services {
         // may not see referrals must not learn from it that a council holds one.
         let referrals_allowed =
             self.decide(&look.for_action(Action::ReadReferrals)) == Decision::Permit;
-        // Both lists at once: on a networked database, one round trip's wait instead of two.
-        let (alerts, referrals) = futures_util::future::try_join(self.alerts_of(&person), async {
-            if referrals_allowed {
-                self.referrals_of(&person).await
-            } else {
-                Ok(Vec::new())
-            }
-        })
-        .await?;
+        let (alerts, referrals) = self
+            .alerts_and_referrals(&person, referrals_allowed)
+            .await?;
         let banner = banner_allowed.then(|| {
             care_alert::banner(&alerts, today)
                 .into_iter()
@@ -166,6 +160,32 @@ impl Services {
             freshness,
             receipt,
         })
+    }
+
+    /// A person's alerts and, if `with_referrals`, their referrals (else none), as
+    /// [`Self::alerts_of`] and [`Self::referrals_of`] give them.
+    async fn alerts_and_referrals(
+        &self,
+        person: &Person,
+        with_referrals: bool,
+    ) -> Result<(Vec<care_alert::Alert>, Vec<care_referral::Referral>), AccessError> {
+        if with_referrals && person.merged_from().next().is_none() {
+            // Both lists in one read where the store can (one round trip, one snapshot).
+            return Ok(self
+                .ports
+                .alerts
+                .list_with_referrals(person.id(), self.ports.referrals.as_ref())
+                .await?);
+        }
+        // Both at once: on a networked database, one round trip's wait instead of two.
+        futures_util::future::try_join(self.alerts_of(person), async {
+            if with_referrals {
+                self.referrals_of(person).await
+            } else {
+                Ok(Vec::new())
+            }
+        })
+        .await
     }
 
     /// A person's alerts, including any still filed under records merged into theirs

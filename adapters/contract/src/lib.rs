@@ -511,6 +511,82 @@ pub async fn referral_repository(repo: &dyn ReferralRepository, people: &dyn Per
     assert_eq!(repo.list_for_person(other).await.unwrap().len(), 2);
 }
 
+/// The [`AlertRepository::list_with_referrals`] contract: `referrals` is the same
+/// record's referral store; each list is what its own store lists.
+pub async fn alerts_with_referrals(
+    alerts: &dyn AlertRepository,
+    referrals: &dyn ReferralRepository,
+    people: &dyn PersonRepository,
+) {
+    let owner = stored_person(people).await;
+    let other = stored_person(people).await;
+    assert_eq!(
+        alerts.list_with_referrals(owner, referrals).await.unwrap(),
+        (Vec::new(), Vec::new()),
+        "nothing held: two empty lists"
+    );
+    let acute = source(SourceKind::Acute);
+    let council = source(SourceKind::SocialCare);
+    for (n, person) in [(1, owner), (2, owner), (3, other)] {
+        let mut alert = Alert::new(
+            AlertId::from_uuid(Uuid::new_v4()),
+            person,
+            acute.clone(),
+            &format!("AL-{n}"),
+            AlertDetails::new(
+                AlertCategory::Allergy,
+                &format!("Allergen {n}"),
+                Severity::High,
+                date(2025, 1, n),
+                date(2025, 1, n),
+                None,
+            )
+            .unwrap(),
+            at(i64::from(n)),
+        )
+        .unwrap();
+        alert.set_version(alerts.save(&alert).await.unwrap());
+    }
+    // Received out of order, and two on one day (then by id).
+    for (n, person, received) in [
+        (1, owner, date(2025, 3, 1)),
+        (2, owner, date(2026, 2, 1)),
+        (3, owner, date(2025, 3, 1)),
+        (4, other, date(2026, 5, 1)),
+    ] {
+        let referral = Referral::new(
+            ReferralId::from_uuid(Uuid::new_v4()),
+            person,
+            council.clone(),
+            &format!("REF-{n}"),
+            referral_details(ReferralStatus::AwaitingDecision, received),
+            at(i64::from(n)),
+        )
+        .unwrap();
+        referrals.save(&referral).await.unwrap();
+    }
+    let by_id = |mut list: Vec<Alert>| {
+        list.sort_by_key(|a| a.id());
+        list
+    };
+    for person in [owner, other] {
+        let (listed_alerts, listed_referrals) =
+            alerts.list_with_referrals(person, referrals).await.unwrap();
+        assert_eq!(
+            by_id(listed_alerts),
+            by_id(alerts.list_for_person(person).await.unwrap()),
+            "the person's alerts, whole"
+        );
+        assert_eq!(
+            listed_referrals,
+            referrals.list_for_person(person).await.unwrap(),
+            "the person's referrals, whole, most recently received first"
+        );
+    }
+    let (a, r) = alerts.list_with_referrals(owner, referrals).await.unwrap();
+    assert_eq!((a.len(), r.len()), (2, 3));
+}
+
 /// The [`AlertRepository`] contract.
 pub async fn alert_repository(repo: &dyn AlertRepository, people: &dyn PersonRepository) {
     let owner = stored_person(people).await;
@@ -581,6 +657,53 @@ fn dpo() -> Actor {
         Role::Dpo,
         IpAddr::V4(Ipv4Addr::LOCALHOST),
     )
+}
+
+/// The [`PersonRepository::get_with_consent`] contract: `consent` is the same record's
+/// consent store.
+pub async fn person_with_consent(people: &dyn PersonRepository, consent: &dyn ConsentRepository) {
+    assert!(
+        people
+            .get_with_consent(fresh_person_id(), consent)
+            .await
+            .unwrap()
+            .is_none(),
+        "unknown id gives None"
+    );
+    let mut p = sample_person("Consenting", date(1975, 4, 5), &fresh_postcode());
+    p.set_version(people.save(&p).await.unwrap());
+    assert_eq!(
+        people.get_with_consent(p.id(), consent).await.unwrap(),
+        Some((p.clone(), None)),
+        "no consent held: none"
+    );
+    let nhs = p.nhs_number().unwrap().clone();
+    let mut held = Consent::participating(nhs.clone());
+    held.opt_out(&dpo(), at(1), None, "form received").unwrap();
+    held.set_version(consent.save(&held).await.unwrap());
+    assert_eq!(
+        people.get_with_consent(p.id(), consent).await.unwrap(),
+        Some((p.clone(), Some(held.clone()))),
+        "the consent held for the record's NHS number, whole"
+    );
+    // Someone else's consent is not theirs; a record without an NHS number has none.
+    let mut other = Consent::participating(fresh_nhs_number());
+    other.ask_first(&dpo(), at(2), "asked").unwrap();
+    consent.save(&other).await.unwrap();
+    let mut local = person_with("Localonly", date(1976, 5, 6), &fresh_postcode(), false);
+    local.set_version(people.save(&local).await.unwrap());
+    assert_eq!(
+        people.get_with_consent(local.id(), consent).await.unwrap(),
+        Some((local, None))
+    );
+    assert_eq!(
+        people
+            .get_with_consent(p.id(), consent)
+            .await
+            .unwrap()
+            .and_then(|(_, c)| c),
+        Some(held)
+    );
 }
 
 /// The [`ConsentRepository`] contract.

@@ -27,11 +27,19 @@ async fn referrals_keep_the_referral_repository_contract() {
 #[tokio::test]
 async fn alerts_keep_the_alert_repository_contract() {
     care_contract::alert_repository(&InMemoryAlerts::default(), &InMemoryPeople::default()).await;
+    care_contract::alerts_with_referrals(
+        &InMemoryAlerts::default(),
+        &InMemoryReferrals::default(),
+        &InMemoryPeople::default(),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn consent_keeps_the_consent_repository_contract() {
     care_contract::consent_repository(&InMemoryConsent::default()).await;
+    care_contract::person_with_consent(&InMemoryPeople::default(), &InMemoryConsent::default())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

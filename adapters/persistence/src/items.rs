@@ -251,10 +251,64 @@ impl AlertRepository for SqlItems<Alert> {
     async fn list_for_person(&self, person: PersonId) -> Result<Vec<Alert>, RepoError> {
         self.list(person).await
     }
+    async fn list_with_referrals(
+        &self,
+        person: PersonId,
+        _same_record: &dyn ReferralRepository,
+    ) -> Result<(Vec<Alert>, Vec<Referral>), RepoError> {
+        // One query (referrals are in this database): on PostgreSQL one round trip per
+        // record summary instead of two, and on SQLite one read transaction.
+        let rows = self
+            .db
+            .rows(
+                ALERTS_AND_REFERRALS,
+                vec![person.to_string().into()],
+                |row| {
+                    let kind: String = col(row, 0)?;
+                    let person: String = col(row, 1)?;
+                    let person =
+                        PersonId::from_uuid(uuid::Uuid::parse_str(&person).map_err(unexpected)?);
+                    let version = version_of(col(row, 2)?);
+                    let body: String = col(row, 3)?;
+                    Ok(if kind == "a" {
+                        let mut alert: Alert = from_json(&body)?;
+                        alert.restore(person, version);
+                        Either::Alert(alert)
+                    } else {
+                        let mut referral: Referral = from_json(&body)?;
+                        referral.restore(person, version);
+                        Either::Referral(referral)
+                    })
+                },
+            )
+            .await?;
+        let (mut alerts, mut referrals) = (Vec::new(), Vec::new());
+        for row in rows {
+            match row {
+                Either::Alert(a) => alerts.push(a),
+                Either::Referral(r) => referrals.push(r),
+            }
+        }
+        Ok((alerts, referrals))
+    }
     async fn reassign_person(&self, from: PersonId, to: PersonId) -> Result<u64, RepoError> {
         self.reassign(from, to).await
     }
 }
+
+/// A row of [`ALERTS_AND_REFERRALS`].
+enum Either {
+    Alert(Alert),
+    Referral(Referral),
+}
+
+/// A person's alerts, then their referrals, each in its own list's order
+/// (`StoredItem::ORDER`: alerts by id; referrals most recently received first).
+const ALERTS_AND_REFERRALS: &str = "SELECT 'a' AS kind, person_id, version, body, '' AS received, id \
+     FROM alerts WHERE person_id = $1 \
+     UNION ALL \
+     SELECT 'r', person_id, version, body, received, id FROM referrals WHERE person_id = $1 \
+     ORDER BY 1, 5 DESC, 6";
 
 #[async_trait]
 impl ReferralRepository for SqlItems<Referral> {

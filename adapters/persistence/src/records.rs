@@ -25,12 +25,17 @@ impl SqlConsent {
     async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<Consent>, RepoError> {
         self.db
             .rows(sql, values, |row| {
-                let mut consent: Consent = from_json(&col::<String>(row, 1)?)?;
-                consent.set_version(version_of(col(row, 0)?));
-                Ok(consent)
+                decode_consent(col(row, 0)?, &col::<String>(row, 1)?)
             })
             .await
     }
+}
+
+/// A consent from its `version` and `body` columns.
+pub(crate) fn decode_consent(version: i64, body: &str) -> Result<Consent, RepoError> {
+    let mut consent: Consent = from_json(body)?;
+    consent.set_version(version_of(version));
+    Ok(consent)
 }
 
 #[async_trait]

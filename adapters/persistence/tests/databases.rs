@@ -43,7 +43,14 @@ async fn contracts(db: &Database) {
     care_contract::person_merge(&people).await;
     care_contract::referral_repository(&SqlReferrals::new(db.clone()), &people).await;
     care_contract::alert_repository(&SqlAlerts::new(db.clone()), &people).await;
+    care_contract::alerts_with_referrals(
+        &SqlAlerts::new(db.clone()),
+        &SqlReferrals::new(db.clone()),
+        &people,
+    )
+    .await;
     care_contract::consent_repository(&SqlConsent::new(db.clone())).await;
+    care_contract::person_with_consent(&people, &SqlConsent::new(db.clone())).await;
     care_contract::source_registry(&SqlSources::new(db.clone())).await;
     care_contract::quarantine_store(
         &SqlQuarantine::new(db.clone()),
