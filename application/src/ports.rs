@@ -52,7 +52,8 @@ pub trait PersonRepository: Send + Sync {
     async fn find_by_identifier(&self, id: &Identifier) -> Result<Option<Person>, RepoError>;
     /// The record with this id (as [`Self::get`]) and the consent held for its NHS
     /// number in `consent`, the same record's consent store. A store that holds both (a
-    /// database) reads them in one query instead: every read of a record asks.
+    /// database) reads them in one query instead, from its own tables, whatever store is
+    /// passed: callers pass the one of the same record. Every read of a record asks.
     async fn get_with_consent(
         &self,
         id: PersonId,
@@ -143,8 +144,10 @@ pub trait AlertRepository: Send + Sync {
     /// A person's alerts.
     async fn list_for_person(&self, person: PersonId) -> Result<Vec<Alert>, RepoError>;
     /// A person's alerts and their referrals in `referrals`, the same record's referral
-    /// store: each list as its store's `list_for_person` gives it. A store that holds
-    /// both (a database) reads them in one query instead: every record summary asks.
+    /// store: each list as its store's `list_for_person` gives it (alerts in no promised
+    /// order, referrals most recently received first). A store that holds both (a
+    /// database) reads them in one query instead, from its own tables, whatever store
+    /// is passed: callers pass the one of the same record. Every record summary asks.
     async fn list_with_referrals(
         &self,
         person: PersonId,

@@ -324,7 +324,7 @@ pub async fn person_merge(repo: &dyn PersonRepository) {
     repo.save_merge(&survivor, &retired).await.unwrap();
 
     let found = repo
-        .find_by_identifier(&Identifier::Local(retired_local))
+        .find_by_identifier(&Identifier::Local(retired_local.clone()))
         .await
         .unwrap()
         .unwrap();
@@ -332,6 +332,18 @@ pub async fn person_merge(repo: &dyn PersonRepository) {
         found.id(),
         survivor.id(),
         "the retired identifier reaches the survivor"
+    );
+    let mut all_of_them: Vec<Identifier> = survivor.identifiers().collect();
+    all_of_them.push(Identifier::Local(retired_local));
+    assert_eq!(
+        repo.find_by_identifiers(&all_of_them)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.id())
+            .collect::<Vec<_>>(),
+        vec![survivor.id()],
+        "every identifier, the retired one's too, reaches the survivor alone"
     );
     let kept = repo.get(retired.id()).await.unwrap().unwrap();
     assert_eq!(kept.merged_into(), Some(survivor.id()));
@@ -547,15 +559,18 @@ pub async fn alerts_with_referrals(
         .unwrap();
         alert.set_version(alerts.save(&alert).await.unwrap());
     }
-    // Received out of order, and two on one day (then by id).
-    for (n, person, received) in [
-        (1, owner, date(2025, 3, 1)),
-        (2, owner, date(2026, 2, 1)),
-        (3, owner, date(2025, 3, 1)),
-        (4, other, date(2026, 5, 1)),
+    // Received out of order, and two on one day (then by id: the later-stored one has
+    // the smaller id, so an order without the id would show).
+    let mut same_day = [Uuid::new_v4(), Uuid::new_v4()];
+    same_day.sort();
+    for (n, person, received, id) in [
+        (1, owner, date(2025, 3, 1), same_day[1]),
+        (2, owner, date(2026, 2, 1), Uuid::new_v4()),
+        (3, owner, date(2025, 3, 1), same_day[0]),
+        (4, other, date(2026, 5, 1), Uuid::new_v4()),
     ] {
         let referral = Referral::new(
-            ReferralId::from_uuid(Uuid::new_v4()),
+            ReferralId::from_uuid(id),
             person,
             council.clone(),
             &format!("REF-{n}"),
@@ -585,6 +600,11 @@ pub async fn alerts_with_referrals(
     }
     let (a, r) = alerts.list_with_referrals(owner, referrals).await.unwrap();
     assert_eq!((a.len(), r.len()), (2, 3));
+    assert_eq!(
+        r.iter().map(|r| r.source_ref()).collect::<Vec<_>>(),
+        ["REF-2", "REF-3", "REF-1"],
+        "most recently received first, then by id"
+    );
 }
 
 /// The [`AlertRepository`] contract.

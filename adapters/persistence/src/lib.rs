@@ -701,6 +701,7 @@ enum UnitTx {
 
 impl Drop for SqlUnit {
     fn drop(&mut self) {
+        self.tallies.close();
         // Before the turn goes: the next unit finds the write connection idle. (A store
         // still held elsewhere then fails instead of writing outside the unit.)
         if let UnitTx::Lite(unit) = &self.tx {

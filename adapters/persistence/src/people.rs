@@ -315,8 +315,9 @@ impl PersonRepository for SqlPeople {
                 Ok((person, consent))
             })
             .await?;
-        // One row, unless a record held two NHS numbers (then the consent that is its
-        // number's; the caller checks).
+        // One row: a record holds at most one NHS number (the domain refuses a second)
+        // and an identifier key is the primary key. Should that ever not hold, the
+        // caller still keeps only a consent for the record's own number.
         let consent = rows.iter().find_map(|(_, c)| c.clone());
         Ok(rows.into_iter().next().map(|(person, _)| (person, consent)))
     }

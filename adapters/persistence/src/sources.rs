@@ -121,10 +121,7 @@ impl SourceRegistry for SqlSources {
             MessageOutcome::Quarantined => &mut tally.quarantined,
         } = 1;
         match &self.tallies {
-            Some(tallies) => {
-                tallies.add(id, tally);
-                Ok(())
-            }
+            Some(tallies) => tallies.add(id, tally),
             None => write_activity(&self.db, id.as_str(), &tally).await,
         }
     }
@@ -132,7 +129,7 @@ impl SourceRegistry for SqlSources {
 
 /// A source's activity, to add to its row.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Tally {
+pub(crate) struct Tally {
     /// The latest message time, in microseconds.
     last_message_at: i64,
     applied: i64,
@@ -142,14 +139,27 @@ struct Tally {
 
 /// The activity a unit of work records, per source, added up in memory: one statement
 /// per source when the unit commits instead of one per message, in the same transaction
-/// (a feed unit holds up to hundreds of messages of one source; the row's update was 3%
-/// of a feed's CPU, docs/BENCHMARKS.md). Dropped with a unit that rolls back.
-#[derive(Debug, Default)]
-pub(crate) struct Tallies(Mutex<BTreeMap<String, Tally>>);
+/// (on SQLite a feed unit holds up to hundreds of messages of one source, and the row's
+/// update was 3% of a feed's CPU, docs/BENCHMARKS.md; on PostgreSQL a unit holds one
+/// message, so it saves nothing there). Dropped with a unit that rolls back; once the
+/// unit has ended, recording more fails, as every store of an ended unit does.
+#[derive(Debug)]
+pub(crate) struct Tallies(Mutex<Option<BTreeMap<String, Tally>>>);
+
+impl Default for Tallies {
+    fn default() -> Self {
+        Self(Mutex::new(Some(BTreeMap::new())))
+    }
+}
 
 impl Tallies {
-    fn add(&self, id: &SourceId, tally: Tally) {
-        let mut all = crate::reader::lock(&self.0);
+    fn add(&self, id: &SourceId, tally: Tally) -> Result<(), RepoError> {
+        let mut open = crate::reader::lock(&self.0);
+        let all = open.as_mut().ok_or_else(|| {
+            RepoError::Unexpected(anyhow::anyhow!(
+                "the unit of work has ended (committed or rolled back)"
+            ))
+        })?;
         let sum = all.entry(id.as_str().to_owned()).or_insert(Tally {
             last_message_at: tally.last_message_at,
             ..Tally::default()
@@ -158,12 +168,16 @@ impl Tallies {
         sum.applied += tally.applied;
         sum.unchanged += tally.unchanged;
         sum.quarantined += tally.quarantined;
+        Ok(())
     }
 
     /// Adds what was recorded for `info`'s source to it.
     fn add_to(&self, info: &mut SourceInfo) -> Result<(), RepoError> {
-        let all = crate::reader::lock(&self.0);
-        let Some(tally) = all.get(info.source.id.as_str()) else {
+        let open = crate::reader::lock(&self.0);
+        let Some(tally) = open
+            .as_ref()
+            .and_then(|all| all.get(info.source.id.as_str()))
+        else {
             return Ok(());
         };
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
@@ -175,10 +189,15 @@ impl Tallies {
         Ok(())
     }
 
-    /// Writes what was added up through `db` (the unit's, before it commits), and
-    /// forgets it.
+    /// Takes no more (the unit has ended); returns what was added up.
+    pub(crate) fn close(&self) -> Option<BTreeMap<String, Tally>> {
+        crate::reader::lock(&self.0).take()
+    }
+
+    /// Writes what was added up through `db` (the unit's, as it ends), and takes no
+    /// more.
     pub(crate) async fn write(&self, db: &Database) -> Result<(), RepoError> {
-        let all = std::mem::take(&mut *crate::reader::lock(&self.0));
+        let all = self.close().unwrap_or_default();
         for (id, tally) in &all {
             write_activity(db, id, tally).await?;
         }

@@ -586,31 +586,66 @@ async fn a_sqlite_unit_ends_cleanly_on_its_write_connection() {
     let outside = ports.feed_stores();
     let person = || care_person::Person::new(PersonId::from_uuid(uuid::Uuid::new_v4()));
 
+    use care_application::{MessageOutcome, SourceInfo};
+    let source = care_kernel::Source::new(
+        care_kernel::SourceId::parse("pas-units").unwrap(),
+        care_kernel::SourceKind::Acute,
+    );
+    outside
+        .sources
+        .register(&SourceInfo::new(
+            source.clone(),
+            "PAS",
+            std::time::Duration::from_secs(60),
+        ))
+        .await
+        .unwrap();
+    let applied = || async {
+        let info = outside.sources.get(&source.id).await.unwrap().unwrap();
+        info.applied
+    };
+    let record = |stores: &care_application::FeedStores| {
+        let sources = stores.sources.clone();
+        let id = source.id.clone();
+        async move {
+            sources
+                .record_activity(&id, Timestamp::UNIX_EPOCH, MessageOutcome::Applied)
+                .await
+        }
+    };
+
     let dropped = person();
     let unit = ports.units.begin().await.unwrap();
     let kept = unit.stores(&outside);
     kept.people.save(&dropped).await.unwrap();
+    record(&kept).await.unwrap();
     drop(unit);
     assert_eq!(
         outside.people.get(dropped.id()).await.unwrap(),
         None,
         "a dropped unit is rolled back"
     );
+    assert_eq!(applied().await, 0, "with the activity it recorded");
     assert!(
         kept.people.save(&person()).await.is_err(),
         "a store of an ended unit refuses to write"
     );
+    assert!(record(&kept).await.is_err(), "its sources' activity too");
 
     let committed = person();
     let unit = ports.units.begin().await.unwrap();
     let stores = unit.stores(&outside);
     stores.people.save(&committed).await.unwrap();
+    record(&stores).await.unwrap();
+    record(&stores).await.unwrap();
     unit.commit().await.unwrap();
     assert!(
         stores.people.save(&person()).await.is_err(),
         "a store of a committed unit refuses to write"
     );
+    assert!(record(&stores).await.is_err(), "its sources' activity too");
     assert!(outside.people.get(committed.id()).await.unwrap().is_some());
+    assert_eq!(applied().await, 2, "what the unit recorded, once");
     // Outside units, the pool still writes (the write connection was handed back and
     // holds no lock).
     let after = person();
