@@ -112,6 +112,20 @@ async fn two_servers_one_chain(url: &str) {
     let b = Database::connect(url).await.unwrap();
     let logs = [Arc::new(SqlAuditLog::new(a)), Arc::new(SqlAuditLog::new(b))];
     let start = logs[0].head().await.unwrap().len;
+    // Taking turns: each server's next batch finds the head the other one moved (on
+    // PostgreSQL a writer chains on the head it last wrote, and must notice).
+    for n in 0..4 {
+        let chained = logs[n % 2]
+            .append(vec![event(-1 - n as i64)])
+            .await
+            .unwrap();
+        assert_eq!(
+            chained[0].seq,
+            start + n as u64,
+            "one chain, no gap or fork"
+        );
+    }
+    let start = start + 4;
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let log = Arc::clone(&logs[i % 2]);
