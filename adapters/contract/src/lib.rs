@@ -138,6 +138,19 @@ fn fresh_postcode() -> String {
     )
 }
 
+/// The ids of the records `find_by_identifiers` finds, in order.
+async fn ids_found(repo: &dyn PersonRepository, identifiers: &[Identifier]) -> Vec<PersonId> {
+    let mut ids: Vec<PersonId> = repo
+        .find_by_identifiers(identifiers)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// The [`PersonRepository`] contract.
 pub async fn person_repository(repo: &dyn PersonRepository) {
     // A new record is stored at version 1 and read back equal.
@@ -175,35 +188,25 @@ pub async fn person_repository(repo: &dyn PersonRepository) {
     assert_eq!(by_all.first(), Some(&p), "whole, at its version");
     let nobody = Identifier::Nhs(fresh_nhs_number());
     assert_eq!(
-        repo.find_by_identifiers(&[nobody.clone(), identifiers[1].clone()])
-            .await
-            .unwrap()
-            .iter()
-            .map(|f| f.id())
-            .collect::<Vec<_>>(),
+        ids_found(repo, &[nobody.clone(), identifiers[1].clone()]).await,
         vec![p.id()],
         "found by one identifier among unknown ones"
     );
-    assert!(
-        repo.find_by_identifiers(&[nobody])
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(repo.find_by_identifiers(&[]).await.unwrap().is_empty());
+    assert!(ids_found(repo, &[nobody]).await.is_empty());
+    assert!(ids_found(repo, &[]).await.is_empty());
     let other = sample_person("Contrary", date(1971, 2, 3), &fresh_postcode());
     repo.save(&other).await.unwrap();
-    let mut two: Vec<PersonId> = repo
-        .find_by_identifiers(&[identifiers[0].clone(), other.identifiers().last().unwrap()])
-        .await
-        .unwrap()
-        .iter()
-        .map(|f| f.id())
-        .collect();
-    two.sort();
     let mut both = vec![p.id(), other.id()];
     both.sort();
-    assert_eq!(two, both, "identifiers of two records find both");
+    assert_eq!(
+        ids_found(
+            repo,
+            &[identifiers[0].clone(), other.identifiers().last().unwrap()]
+        )
+        .await,
+        both,
+        "identifiers of two records find both"
+    );
 
     // Optimistic locking: a save from a stale copy is a conflict and stores nothing.
     let mut stale = p.clone();
@@ -336,12 +339,7 @@ pub async fn person_merge(repo: &dyn PersonRepository) {
     let mut all_of_them: Vec<Identifier> = survivor.identifiers().collect();
     all_of_them.push(Identifier::Local(retired_local));
     assert_eq!(
-        repo.find_by_identifiers(&all_of_them)
-            .await
-            .unwrap()
-            .iter()
-            .map(|p| p.id())
-            .collect::<Vec<_>>(),
+        ids_found(repo, &all_of_them).await,
         vec![survivor.id()],
         "every identifier, the retired one's too, reaches the survivor alone"
     );
