@@ -1383,13 +1383,14 @@ pub async fn session_store(sessions: &dyn SessionStore, accounts: &dyn AccountSt
     assert!(accounts.create_organisation(&org).await.unwrap());
     let alice = fresh_user_id();
     let bob = fresh_user_id();
-    for user in [&alice, &bob] {
-        assert!(
-            accounts
-                .create_user(&plain_account(user.clone(), org.id.clone()))
-                .await
-                .unwrap()
-        );
+    // Carol's account has every field set (feed source, disabled, failures cleared).
+    let carol = fresh_user_id();
+    for account in [
+        plain_account(alice.clone(), org.id.clone()),
+        plain_account(bob.clone(), org.id.clone()),
+        full_account(carol.clone(), org.id.clone()),
+    ] {
+        assert!(accounts.create_user(&account).await.unwrap());
     }
 
     // create / get round-trip, microseconds included.
@@ -1428,14 +1429,7 @@ pub async fn session_store(sessions: &dyn SessionStore, accounts: &dyn AccountSt
 
     // A session with its user's account, in one read where the store can: what `get`
     // and `user` give, a revoked session included (ending it is the caller's check),
-    // and an account with every field set (feed source, disabled, failures cleared).
-    let carol = fresh_user_id();
-    assert!(
-        accounts
-            .create_user(&full_account(carol.clone(), org.id.clone()))
-            .await
-            .unwrap()
-    );
+    // and Carol's account with every field set.
     let s3 = session(&carol, at_micros(104, 9));
     sessions.create(&s3).await.unwrap();
     for (s, user) in [(&s1, &alice), (&ended, &bob), (&s3, &carol)] {

@@ -122,6 +122,16 @@ pub(crate) fn insert_row<T: StoredItem>(
     Ok((columns, row))
 }
 
+/// An item from its `person_id`, `version` and `body` columns, starting at column `at`
+/// (the columns are the truth for person and version).
+fn decode_at<T: StoredItem>(row: &crate::Row<'_>, at: usize) -> Result<T, RepoError> {
+    let person: String = col(row, at)?;
+    let person = uuid::Uuid::parse_str(&person).map_err(unexpected)?;
+    let mut item: T = from_json(&col::<String>(row, at + 2)?)?;
+    item.restore(PersonId::from_uuid(person), version_of(col(row, at + 1)?));
+    Ok(item)
+}
+
 /// Alerts or referrals in SQLite or PostgreSQL.
 #[derive(Debug)]
 pub struct SqlItems<T> {
@@ -152,15 +162,7 @@ impl<T> SqlItems<T> {
 
 impl<T: StoredItem> SqlItems<T> {
     async fn query(&self, sql: &str, values: Vec<Value>) -> Result<Vec<T>, RepoError> {
-        self.db
-            .rows(sql, values, |row| {
-                let person: String = col(row, 0)?;
-                let person = uuid::Uuid::parse_str(&person).map_err(unexpected)?;
-                let mut item: T = from_json(&col::<String>(row, 2)?)?;
-                item.restore(PersonId::from_uuid(person), version_of(col(row, 1)?));
-                Ok(item)
-            })
-            .await
+        self.db.rows(sql, values, |row| decode_at(row, 0)).await
     }
 
     async fn find(&self, source: &SourceId, source_ref: &str) -> Result<Option<T>, RepoError> {
@@ -264,20 +266,10 @@ impl AlertRepository for SqlItems<Alert> {
                 ALERTS_AND_REFERRALS,
                 vec![person.to_string().into()],
                 |row| {
-                    let kind: String = col(row, 0)?;
-                    let person: String = col(row, 1)?;
-                    let person =
-                        PersonId::from_uuid(uuid::Uuid::parse_str(&person).map_err(unexpected)?);
-                    let version = version_of(col(row, 2)?);
-                    let body: String = col(row, 3)?;
-                    Ok(if kind == "a" {
-                        let mut alert: Alert = from_json(&body)?;
-                        alert.restore(person, version);
-                        Either::Alert(alert)
+                    Ok(if col::<String>(row, 0)? == "a" {
+                        Either::Alert(decode_at(row, 1)?)
                     } else {
-                        let mut referral: Referral = from_json(&body)?;
-                        referral.restore(person, version);
-                        Either::Referral(referral)
+                        Either::Referral(decode_at(row, 1)?)
                     })
                 },
             )

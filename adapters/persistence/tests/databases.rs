@@ -112,8 +112,8 @@ async fn two_servers_one_chain(url: &str) {
     let b = Database::connect(url).await.unwrap();
     let logs = [Arc::new(SqlAuditLog::new(a)), Arc::new(SqlAuditLog::new(b))];
     let start = logs[0].head().await.unwrap().len;
-    // Taking turns: each server's next batch finds the head the other one moved (on
-    // PostgreSQL a writer chains on the head it last wrote, and must notice).
+    // Taking turns: each server's next batch must chain on the head the other one
+    // moved, not on one it remembers.
     for n in 0..4 {
         let chained = logs[n % 2]
             .append(vec![event(-1 - n as i64)])
