@@ -52,6 +52,30 @@ impl Turn {
         self.lock.clone().lock_owned().await
     }
 
+    /// The turn, for a thread outside the runtime (the checkpoints': `crate::checkpoints`),
+    /// counted while it waits as [`Turn::take`]'s callers are. It asks every millisecond
+    /// rather than queue, so that it can give up: after `wait`, or as soon as `give_up`
+    /// says so (its owner is being dropped, perhaps by the holder of the turn).
+    pub(crate) fn blocking_take(
+        &self,
+        wait: std::time::Duration,
+        give_up: impl Fn() -> bool,
+    ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let deadline = std::time::Instant::now() + wait;
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _counted = Waiting(&self.waiting);
+        loop {
+            if let Ok(guard) = self.lock.clone().try_lock_owned() {
+                return Some(guard);
+            }
+            if give_up() || std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// The turn for a feed's unit of work (not counted: feed units take turns among
     /// themselves).
     pub(crate) async fn take_for_unit(&self) -> tokio::sync::OwnedMutexGuard<()> {

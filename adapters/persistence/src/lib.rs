@@ -14,6 +14,7 @@
 
 mod accounts;
 mod audit;
+mod checkpoints;
 mod conn;
 mod import;
 mod indexes;
@@ -107,6 +108,9 @@ impl Pool {
     };
 }
 
+/// How many times a full checkpoint is tried, 20 ms apart ([`Database::checkpoint`]).
+const CHECKPOINT_TRIES: u32 = 100;
+
 /// A connection pool to the care record's database, SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct Database {
@@ -118,6 +122,8 @@ pub struct Database {
     readers: Option<Arc<reader::Readers>>,
     /// On a SQLite file, units of work run on this connection, on the calling thread.
     writer: Option<Arc<writer::Writer>>,
+    /// On a SQLite file, the thread that checkpoints its log ([`checkpoints`]).
+    checkpoints: Option<Arc<checkpoints::Checkpoints>>,
 }
 
 impl Database {
@@ -166,6 +172,7 @@ impl Database {
                         .busy_timeout(Duration::from_secs(30))
                         .pragma("cache_size", cache.clone())
                         .pragma("temp_store", "memory")
+                        .pragma("wal_autocheckpoint", checkpoints::BACKSTOP.to_string())
                 });
         } else {
             options
@@ -178,10 +185,11 @@ impl Database {
         let sqlite = conn.get_database_backend() == DbBackend::Sqlite;
         let turn = sqlite.then(conn::Turn::default);
         let mut db = Self {
-            conn: conn::Conn::Pool(conn.clone(), turn),
+            conn: conn::Conn::Pool(conn.clone(), turn.clone()),
             pool: conn,
             readers: None,
             writer: None,
+            checkpoints: None,
         };
         // Not for a bulk load (its file is not in WAL mode while it runs), nor for an
         // in-memory database (another connection would see another database).
@@ -192,7 +200,16 @@ impl Database {
                 file.clone(),
                 pool.sqlite_cache_mib,
             )));
-            db.writer = Some(Arc::new(writer::Writer::new(file, pool.sqlite_cache_mib)));
+            db.writer = Some(Arc::new(writer::Writer::new(
+                file.clone(),
+                pool.sqlite_cache_mib,
+            )));
+            if let Some(turn) = turn {
+                db.checkpoints = Some(Arc::new(
+                    checkpoints::Checkpoints::start(file, turn)
+                        .map_err(|e| anyhow::anyhow!("cannot start checkpoints: {e}"))?,
+                ));
+            }
         }
         Ok(db)
     }
@@ -211,7 +228,13 @@ impl Database {
     /// connection after a load with `Pool::BULK_LOAD_SHARED`); on PostgreSQL, nothing to
     /// do. Fails if a reader kept the checkpoint from finishing.
     pub async fn checkpoint(&self) -> anyhow::Result<()> {
-        if self.backend() == DbBackend::Sqlite {
+        if self.backend() != DbBackend::Sqlite {
+            return Ok(());
+        }
+        // Busy at once if another connection is copying the log (a database's own
+        // checkpoint thread, `checkpoints.rs`): asked again for a while, not failed.
+        let mut tries = 0;
+        loop {
             let row = self
                 .pool
                 .query_one_raw(Statement::from_string(
@@ -220,17 +243,22 @@ impl Database {
                 ))
                 .await
                 .map_err(|e| anyhow::anyhow!("checkpoint failed: {e}"))?;
-            if let Some(row) = row {
-                let busy: i64 = row.try_get_by_index(0)?;
-                let (log, done): (i64, i64) = (row.try_get_by_index(1)?, row.try_get_by_index(2)?);
-                anyhow::ensure!(
-                    busy == 0 && log == done,
-                    "checkpoint could not finish ({done} of {log} pages; another connection \
-                     was reading): run `carerecord migrate` once nothing else uses the database"
-                );
+            let Some(row) = row else {
+                return Ok(());
+            };
+            let busy: i64 = row.try_get_by_index(0)?;
+            let (log, done): (i64, i64) = (row.try_get_by_index(1)?, row.try_get_by_index(2)?);
+            if busy == 0 && log == done {
+                return Ok(());
             }
+            tries += 1;
+            anyhow::ensure!(
+                tries < CHECKPOINT_TRIES,
+                "checkpoint could not finish ({done} of {log} pages; another connection \
+                 was reading): run `carerecord migrate` once nothing else uses the database"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(())
     }
 
     /// The SQLite database's file, if it is one (not PostgreSQL, not in memory), for
@@ -373,6 +401,7 @@ impl Database {
                 conn,
                 readers: None,
                 writer: None,
+                checkpoints: None,
             },
             tx,
         })

@@ -52,7 +52,11 @@ impl Writer {
             Duration::from_secs(30),
             self.cache_kib,
         )?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+             PRAGMA wal_autocheckpoint = {};",
+            crate::checkpoints::BACKSTOP
+        ))?;
         Ok(conn)
     }
 

@@ -544,6 +544,45 @@ async fn sqlite_checkpoint_leaves_a_live_pools_locks_alone() {
     }
 }
 
+/// The write-ahead log is copied into the database file off the commit path, by the
+/// checkpoints' thread, and starts again from its beginning while commits keep coming and
+/// readers keep reading. The commits' own checkpoint waits until 10,000 pages (40 MB):
+/// without the thread the log would grow that long before anything copied it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_log_is_checkpointed_and_restarted_under_steady_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = migrated_sqlite(&dir, "care.db").await;
+    let wal = dir.path().join("care.db-wal");
+    let log = Arc::new(SqlAuditLog::new(db.clone()));
+    let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reader = tokio::spawn({
+        let (log, reading) = (log.clone(), reading.clone());
+        async move {
+            let mut reads = 0u64;
+            while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                log.head().await.unwrap();
+                reads += 1;
+                tokio::task::yield_now().await;
+            }
+            reads
+        }
+    });
+    // Each append is a commit of a few pages (the event, its indexes, the chain head):
+    // some 16,000 pages in all, well past the commits' own threshold.
+    let mut largest = 0;
+    for n in 0..4_000 {
+        log.append(vec![event(n)]).await.unwrap();
+        largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+    }
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.await.unwrap() > 0, "the reader read meanwhile");
+    assert!(
+        largest < 16 * 1024 * 1024,
+        "the log grew to {largest} bytes: nothing copied it and started it again"
+    );
+    assert_eq!(verify(log.as_ref()).await, Ok(4_000));
+}
+
 /// Reads outside a unit of work run on the caller's thread (rusqlite readers): they must
 /// never wait for a writer — a unit holding SQLite's write lock — and must see only what
 /// was committed.

@@ -1,0 +1,124 @@
+//! Checkpoints of a SQLite file's write-ahead log, on a thread of their own, off the
+//! commit path.
+//!
+//! By default SQLite checkpoints inside a `COMMIT`: the commit that takes the log past
+//! 1,000 pages copies them into the database file and flushes it before it returns. The
+//! audit chain's batches and the feeds' units commit one after the other, each holding
+//! the process's write turn, so every caller waiting for the turn waited for that copy
+//! too: it was half of an audit batch's commit time under load (docs/BENCHMARKS.md).
+//!
+//! Here a thread copies the log every [`EVERY`] with a `PASSIVE` checkpoint, which takes
+//! no write lock: writers go on committing while it copies. The log only starts again
+//! from its beginning once all of it is in the database file when a writer begins, which
+//! under a steady stream of commits a passive copy alone never sees. So when the log
+//! has grown past [`RESTART_AT`] pages, the thread copies what was committed meanwhile
+//! while it holds the write turn: a short tail, after which the next writer starts the log
+//! again. The commit paths keep SQLite's own checkpoint as a backstop, at [`BACKSTOP`]
+//! pages (another process writing, a reader holding the log for a long time).
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::OpenFlags;
+
+use crate::conn::Turn;
+use crate::reader::{lock, open};
+
+/// How often the log is copied into the database file.
+const EVERY: Duration = Duration::from_millis(20);
+/// Log pages after which a copy is finished under the write turn, so that the log
+/// starts again (SQLite's own checkpoint threshold).
+const RESTART_AT: i64 = 1_000;
+/// How long the thread waits for the write turn before it tries again at its next copy.
+const TURN_WAIT: Duration = Duration::from_millis(100);
+/// `wal_autocheckpoint` of the connections that commit: SQLite checkpoints in a commit
+/// only if the log has grown this long all the same.
+pub(crate) const BACKSTOP: u32 = 10_000;
+
+/// The checkpointing thread of one file; stopped and joined when dropped.
+#[derive(Debug)]
+pub(crate) struct Checkpoints {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpoints {
+    /// Starts checkpointing the file at `path` (in WAL mode), taking `turn` to finish.
+    pub(crate) fn start(path: String, turn: Turn) -> std::io::Result<Self> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoints".to_owned())
+            .spawn(move || run(&path, &turn, &stopped))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *lock(stopped) = true;
+        wake.notify_all();
+        // Joined, so that its connection is closed when the last handle to the
+        // database is gone, as the others are.
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(path: &str, turn: &Turn, stop: &(Mutex<bool>, Condvar)) {
+    let conn = match open(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE,
+        Duration::from_secs(1),
+        1_024,
+    ) {
+        Ok(conn) => conn,
+        Err(e) => {
+            // The commits' own checkpoints (the backstop) still keep the log bounded.
+            tracing::warn!("cannot open a connection for checkpoints: {e}");
+            return;
+        }
+    };
+    let (stopped, wake) = stop;
+    // Said once when copies start failing (a full disk, say), not every turn.
+    let mut failing = false;
+    loop {
+        let guard = lock(stopped);
+        let (guard, _) = wake
+            .wait_timeout_while(guard, EVERY, |stopped| !*stopped)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *guard {
+            return;
+        }
+        drop(guard);
+        let copied = passive(&conn).and_then(|log| {
+            if log < RESTART_AT {
+                return Ok(());
+            }
+            match turn.blocking_take(TURN_WAIT, || *lock(stopped)) {
+                Some(_turn) => passive(&conn).map(drop),
+                None => Ok(()),
+            }
+        });
+        match copied {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!("checkpoint failed (the commits' own will do): {e}");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Copies what it can of the log into the database file without waiting for anyone;
+/// answers the log's length in pages.
+fn passive(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+}
