@@ -14,7 +14,9 @@
 //! has grown past [`RESTART_AT`] pages, the thread copies what was committed meanwhile
 //! while it holds the write turn: a short tail, after which the next writer starts the log
 //! again. The commit paths keep SQLite's own checkpoint as a backstop, at [`BACKSTOP`]
-//! pages (another process writing, a reader holding the log for a long time).
+//! pages: another process writing, a reader holding the log for a long time, or feed
+//! units following each other so closely that the turn is never free when the thread
+//! asks (it takes the turn only when it is free, and does not queue for it).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -101,7 +103,7 @@ fn run(path: &str, turn: &Turn, stop: &(Mutex<bool>, Condvar)) {
             if log < RESTART_AT {
                 return Ok(());
             }
-            match turn.blocking_take(TURN_WAIT, || *lock(stopped)) {
+            match turn.try_take_for(TURN_WAIT, || *lock(stopped)) {
                 Some(_turn) => passive(&conn).map(drop),
                 None => Ok(()),
             }

@@ -53,18 +53,16 @@ impl Turn {
     }
 
     /// The turn, for a thread outside the runtime (the checkpoints': `crate::checkpoints`),
-    /// counted while it waits as [`Turn::take`]'s callers are. It asks every millisecond
-    /// rather than queue, so that it can give up: after `wait`, or as soon as `give_up`
-    /// says so (its owner is being dropped, perhaps by the holder of the turn).
-    pub(crate) fn blocking_take(
+    /// if it comes free within `wait`: asked every millisecond rather than queued for, so
+    /// that it can give up as soon as `give_up` says so (its owner is being dropped,
+    /// perhaps by the holder of the turn). Not counted as waiting: a feed's unit does
+    /// not commit early for it (that made every message a commit of its own).
+    pub(crate) fn try_take_for(
         &self,
         wait: std::time::Duration,
         give_up: impl Fn() -> bool,
     ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         let deadline = std::time::Instant::now() + wait;
-        self.waiting
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let _counted = Waiting(&self.waiting);
         loop {
             if let Ok(guard) = self.lock.clone().try_lock_owned() {
                 return Some(guard);
