@@ -14,11 +14,16 @@
 //! has grown past [`RESTART_AT`] pages, the thread copies what was committed meanwhile
 //! while it holds the write turn: a short tail, after which the next writer starts the log
 //! again. The commit paths keep SQLite's own checkpoint as a backstop, at [`BACKSTOP`]
-//! pages: another process writing, a reader holding the log for a long time, or feed
-//! units following each other so closely that the turn is never free when the thread
-//! asks (it takes the turn only when it is free, and does not queue for it).
+//! pages (another process writing, a reader holding the log for a long time).
+//!
+//! The thread queues for the turn as a feed's unit does, not counted as a waiting
+//! writer: a unit does not commit early for it (counted, it made a feed's units commit
+//! after every message while it waited). It waits on the turn's own queue from this
+//! thread, parked between polls, and gives up when the database is being dropped.
 
+use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -32,8 +37,6 @@ const EVERY: Duration = Duration::from_millis(20);
 /// Log pages after which a copy is finished under the write turn, so that the log
 /// starts again (SQLite's own checkpoint threshold).
 const RESTART_AT: i64 = 1_000;
-/// How long the thread waits for the write turn before it tries again at its next copy.
-const TURN_WAIT: Duration = Duration::from_millis(100);
 /// `wal_autocheckpoint` of the connections that commit: SQLite checkpoints in a commit
 /// only if the log has grown this long all the same.
 pub(crate) const BACKSTOP: u32 = 10_000;
@@ -68,6 +71,8 @@ impl Drop for Checkpoints {
         // Joined, so that its connection is closed when the last handle to the
         // database is gone, as the others are.
         if let Some(thread) = self.thread.take() {
+            // Woken if it waits for the turn (perhaps held by whoever drops this).
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
@@ -103,7 +108,7 @@ fn run(path: &str, turn: &Turn, stop: &(Mutex<bool>, Condvar)) {
             if log < RESTART_AT {
                 return Ok(());
             }
-            match turn.try_take_for(TURN_WAIT, || *lock(stopped)) {
+            match wait_for(turn, stopped) {
                 Some(_turn) => passive(&conn).map(drop),
                 None => Ok(()),
             }
@@ -123,4 +128,30 @@ fn run(path: &str, turn: &Turn, stop: &(Mutex<bool>, Condvar)) {
 /// answers the log's length in pages.
 fn passive(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+}
+
+/// Wakes the thread that waits for the turn.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// The write turn, in its queue, or `None` once `stopped` (the queue place is given up).
+fn wait_for(turn: &Turn, stopped: &Mutex<bool>) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut take = std::pin::pin!(turn.take_for_unit());
+    loop {
+        if let Poll::Ready(guard) = take.as_mut().poll(&mut cx) {
+            return Some(guard);
+        }
+        if *lock(stopped) {
+            return None;
+        }
+        // Unparked by the turn coming free or by `Drop`; the timeout is a safety net.
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
 }

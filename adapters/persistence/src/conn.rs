@@ -52,30 +52,8 @@ impl Turn {
         self.lock.clone().lock_owned().await
     }
 
-    /// The turn, for a thread outside the runtime (the checkpoints': `crate::checkpoints`),
-    /// if it comes free within `wait`: asked every millisecond rather than queued for, so
-    /// that it can give up as soon as `give_up` says so (its owner is being dropped,
-    /// perhaps by the holder of the turn). Not counted as waiting: a feed's unit does
-    /// not commit early for it (that made every message a commit of its own).
-    pub(crate) fn try_take_for(
-        &self,
-        wait: std::time::Duration,
-        give_up: impl Fn() -> bool,
-    ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        let deadline = std::time::Instant::now() + wait;
-        loop {
-            if let Ok(guard) = self.lock.clone().try_lock_owned() {
-                return Some(guard);
-            }
-            if give_up() || std::time::Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    }
-
     /// The turn for a feed's unit of work (not counted: feed units take turns among
-    /// themselves).
+    /// themselves), and for the checkpoint thread (`crate::checkpoints`).
     pub(crate) async fn take_for_unit(&self) -> tokio::sync::OwnedMutexGuard<()> {
         self.lock.clone().lock_owned().await
     }

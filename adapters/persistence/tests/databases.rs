@@ -583,6 +583,38 @@ async fn sqlite_log_is_checkpointed_and_restarted_under_steady_commits() {
     assert_eq!(verify(log.as_ref()).await, Ok(4_000));
 }
 
+/// The checkpoint thread waits for the write turn to finish a copy; dropping the
+/// database while a unit holds that turn (on the same thread, as a single-threaded
+/// runtime would) must not wait for it, nor does the thread keep the unit from
+/// committing afterwards.
+#[tokio::test]
+async fn dropping_a_sqlite_database_does_not_wait_for_the_turn_its_checkpoints_queue_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = migrated_sqlite(&dir, "care.db").await;
+    let ports = ports_of(&db);
+    // One commit of well over a thousand log pages (each event's person is new), so
+    // the thread wants the turn to finish copying them.
+    SqlAuditLog::new(db.clone())
+        .append((0..8_000).map(event).collect())
+        .await
+        .unwrap();
+    let unit = ports.units.begin().await.unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    drop(ports);
+    let (done, dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(db);
+        let _ = done.send(());
+    });
+    assert!(
+        dropped
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .is_ok(),
+        "dropping the database waited for the turn the unit holds"
+    );
+    unit.commit().await.unwrap();
+}
+
 /// Reads outside a unit of work run on the caller's thread (rusqlite readers): they must
 /// never wait for a writer — a unit holding SQLite's write lock — and must see only what
 /// was committed.
