@@ -69,7 +69,8 @@ impl Drop for Checkpoints {
         *lock(stopped) = true;
         wake.notify_all();
         // Joined, so that its connection is closed when the last handle to the
-        // database is gone, as the others are.
+        // database is gone, as the others are. This waits for a copy in progress (disk
+        // time, on whatever thread drops the last handle), never for the write turn.
         if let Some(thread) = self.thread.take() {
             // Woken if it waits for the turn (perhaps held by whoever drops this).
             thread.thread().unpark();
@@ -79,21 +80,11 @@ impl Drop for Checkpoints {
 }
 
 fn run(path: &str, turn: &Turn, stop: &(Mutex<bool>, Condvar)) {
-    let conn = match open(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE,
-        Duration::from_secs(1),
-        1_024,
-    ) {
-        Ok(conn) => conn,
-        Err(e) => {
-            // The commits' own checkpoints (the backstop) still keep the log bounded.
-            tracing::warn!("cannot open a connection for checkpoints: {e}");
-            return;
-        }
-    };
     let (stopped, wake) = stop;
-    // Said once when copies start failing (a full disk, say), not every turn.
+    let mut conn = None;
+    let mut under_turn = None;
+    // Said once when copies start failing (a full disk, say), not every turn; meanwhile
+    // the commits' own checkpoints (the backstop) keep the log bounded.
     let mut failing = false;
     loop {
         let guard = lock(stopped);
@@ -104,30 +95,69 @@ fn run(path: &str, turn: &Turn, stop: &(Mutex<bool>, Condvar)) {
             return;
         }
         drop(guard);
-        let copied = passive(&conn).and_then(|log| {
-            if log < RESTART_AT {
-                return Ok(());
-            }
-            match wait_for(turn, stopped) {
-                Some(_turn) => passive(&conn).map(drop),
-                None => Ok(()),
-            }
-        });
+        let copied = match &conn {
+            Some(conn) => copy(conn, turn, stopped, &mut under_turn),
+            // Opened again at the next turn if it failed (another process recovering
+            // the log, say).
+            None => connect(path).map(|opened| conn = Some(opened)),
+        };
         match copied {
             Ok(()) => failing = false,
             Err(e) if !failing => {
                 failing = true;
-                tracing::warn!("checkpoint failed (the commits' own will do): {e}");
+                tracing::warn!("checkpoints failed (the commits' own will do): {e}");
             }
             Err(_) => {}
         }
     }
 }
 
+/// The thread's connection: durable copies (the log is flushed before it is copied,
+/// the file before the copy counts as done), set here rather than left to the build's
+/// default.
+fn connect(path: &str) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = open(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE,
+        Duration::from_secs(1),
+        1_024,
+    )?;
+    conn.execute_batch("PRAGMA synchronous = FULL;")?;
+    Ok(conn)
+}
+
+/// One turn: copy what can be copied, and if the log is long, copy it again holding the
+/// write turn, so that the next writer finds all of it copied and starts it again (a
+/// passive copy that caught up is not enough: a reader still reading from the log keeps
+/// the next writer from starting it again, and commits go on coming). Not again while
+/// the log stays as it was under the turn (no commit since: nothing for the turn to
+/// change).
+fn copy(
+    conn: &rusqlite::Connection,
+    turn: &Turn,
+    stopped: &Mutex<bool>,
+    under_turn: &mut Option<i64>,
+) -> rusqlite::Result<()> {
+    let (log, done) = passive(conn)?;
+    if log < RESTART_AT || (done >= log && *under_turn == Some(log)) {
+        return Ok(());
+    }
+    match wait_for(turn, stopped) {
+        Some(_turn) => {
+            *under_turn = Some(passive(conn)?.0);
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
 /// Copies what it can of the log into the database file without waiting for anyone;
-/// answers the log's length in pages.
-fn passive(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+/// answers the log's length and how much of it is in the file, in pages (both -1 when
+/// another connection is copying).
+fn passive(conn: &rusqlite::Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get(1)?, row.get(2)?))
+    })
 }
 
 /// Wakes the thread that waits for the turn.

@@ -108,8 +108,9 @@ impl Pool {
     };
 }
 
-/// How many times a full checkpoint is tried, 20 ms apart ([`Database::checkpoint`]).
-const CHECKPOINT_TRIES: u32 = 100;
+/// How long a full checkpoint waits for another connection's copy of the log to end
+/// ([`Database::checkpoint`]).
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(30);
 
 /// A connection pool to the care record's database, SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
@@ -215,7 +216,9 @@ impl Database {
     }
 
     /// Closes the pool (every clone of this handle), waiting for its connections to close:
-    /// on SQLite, what lets the next connection change the journal mode.
+    /// on SQLite, what lets the next connection change the journal mode. A SQLite file's
+    /// own connections (readers, the writer, the checkpoint thread's) close when the last
+    /// clone is dropped.
     pub async fn close(self) -> anyhow::Result<()> {
         self.pool
             .close()
@@ -226,14 +229,16 @@ impl Database {
     /// Makes everything written so far durable: on SQLite, a checkpoint that moves the
     /// write-ahead log into the database file and flushes both (call it on a durable
     /// connection after a load with `Pool::BULK_LOAD_SHARED`); on PostgreSQL, nothing to
-    /// do. Fails if a reader kept the checkpoint from finishing.
+    /// do. Fails if a reader kept the checkpoint from finishing (after the busy timeout,
+    /// 30 s); waits while another connection is copying the log (such as this process's
+    /// checkpoint thread, `checkpoints.rs`), for up to [`CHECKPOINT_WAIT`].
     pub async fn checkpoint(&self) -> anyhow::Result<()> {
         if self.backend() != DbBackend::Sqlite {
             return Ok(());
         }
-        // Busy at once if another connection is copying the log (a database's own
-        // checkpoint thread, `checkpoints.rs`): asked again for a while, not failed.
-        let mut tries = 0;
+        // Busy at once, with no page counts, if another connection is copying the log
+        // (a database's own checkpoint thread): asked again for a while, not failed.
+        let deadline = std::time::Instant::now() + CHECKPOINT_WAIT;
         loop {
             let row = self
                 .pool
@@ -251,9 +256,14 @@ impl Database {
             if busy == 0 && log == done {
                 return Ok(());
             }
-            tries += 1;
+            let copying = busy == 1 && log == -1;
             anyhow::ensure!(
-                tries < CHECKPOINT_TRIES,
+                !copying || std::time::Instant::now() < deadline,
+                "checkpoint could not start: another connection kept copying the log for \
+                 {CHECKPOINT_WAIT:?}; run `carerecord migrate` once nothing else uses the database"
+            );
+            anyhow::ensure!(
+                copying,
                 "checkpoint could not finish ({done} of {log} pages; another connection \
                  was reading): run `carerecord migrate` once nothing else uses the database"
             );

@@ -584,21 +584,26 @@ async fn sqlite_log_is_checkpointed_and_restarted_under_steady_commits() {
 }
 
 /// The checkpoint thread waits for the write turn to finish a copy; dropping the
-/// database while a unit holds that turn (on the same thread, as a single-threaded
-/// runtime would) must not wait for it, nor does the thread keep the unit from
-/// committing afterwards.
+/// database while a unit holds that turn must not wait for the unit (on a
+/// single-threaded runtime, the unit's task could never run again to end it), nor does
+/// the thread keep the unit from committing afterwards.
 #[tokio::test]
 async fn dropping_a_sqlite_database_does_not_wait_for_the_turn_its_checkpoints_queue_for() {
     let dir = tempfile::tempdir().unwrap();
     let db = migrated_sqlite(&dir, "care.db").await;
     let ports = ports_of(&db);
-    // One commit of well over a thousand log pages (each event's person is new), so
-    // the thread wants the turn to finish copying them.
+    // One commit of well over a thousand log pages (12,000 event rows); the unit then
+    // holds the turn before any writer starts the log again, so the thread wants the
+    // turn to finish copying them.
     SqlAuditLog::new(db.clone())
-        .append((0..8_000).map(event).collect())
+        .append((0..12_000).map(event).collect())
         .await
         .unwrap();
     let unit = ports.units.begin().await.unwrap();
+    let wal = std::fs::metadata(dir.path().join("care.db-wal"))
+        .unwrap()
+        .len();
+    assert!(wal > 1_000 * 4_096, "the log is long enough ({wal} bytes)");
     std::thread::sleep(std::time::Duration::from_millis(100));
     drop(ports);
     let (done, dropped) = std::sync::mpsc::channel();
