@@ -5,6 +5,7 @@ mod m20261126_000001_create_accounts;
 mod m20261126_000002_create_quarantine;
 mod m20261126_000003_quarantine_subjects;
 mod m20261126_000004_quarantine_dedup;
+mod m20261207_000001_identifiers_clustered;
 
 use sea_orm_migration::prelude::*;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_create_quarantine::Migration),
             Box::new(m20261126_000003_quarantine_subjects::Migration),
             Box::new(m20261126_000004_quarantine_dedup::Migration),
+            Box::new(m20261207_000001_identifiers_clustered::Migration),
         ]
     }
 }

@@ -1,0 +1,142 @@
+//! On SQLite, `person_identifiers` becomes a `WITHOUT ROWID` table: its rows live in the
+//! B-tree of their primary key (the identifier) instead of in a rowid table with a
+//! separate index on the identifier. Finding a person by an identifier is then one
+//! B-tree seek instead of two (index, then row), the index on `person_id` holds the
+//! identifier itself (the summary's consent join reads no row), and a new identifier is
+//! one B-tree insert fewer. PostgreSQL has no rowid tables: nothing changes there.
+//!
+//! SQLite cannot change a table's kind in place: a new table is filled from the old,
+//! which is dropped (with its index), and takes its name.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// The table, rebuilt as `kind` (`WITHOUT ROWID` or nothing), with its index.
+fn rebuild(kind: &str) -> String {
+    format!(
+        "CREATE TABLE person_identifiers_rebuilt (\n\
+             identifier TEXT PRIMARY KEY,\n\
+             person_id  TEXT NOT NULL REFERENCES people(id)\n\
+         ){kind};\n\
+         INSERT INTO person_identifiers_rebuilt (identifier, person_id) \
+             SELECT identifier, person_id FROM person_identifiers ORDER BY identifier;\n\
+         DROP TABLE person_identifiers;\n\
+         ALTER TABLE person_identifiers_rebuilt RENAME TO person_identifiers;\n\
+         {};",
+        crate::indexes::SECONDARY_INDEXES
+            .iter()
+            .find(|(name, _)| *name == "person_identifiers_person")
+            .map_or("", |(_, create)| create)
+    )
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() == DbBackend::Sqlite {
+            manager
+                .get_connection()
+                .execute_unprepared(&rebuild(" WITHOUT ROWID"))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// All or nothing: a failure half-way must not leave the identifiers in a table of
+    /// another name.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() == DbBackend::Sqlite {
+            manager
+                .get_connection()
+                .execute_unprepared(&rebuild(""))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm_migration::MigratorTrait;
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+
+    use crate::migration::Migrator;
+
+    async fn table_sql(db: &DatabaseConnection) -> String {
+        db.query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT sql FROM sqlite_master WHERE name = 'person_identifiers'",
+        ))
+        .await
+        .expect("query")
+        .expect("the table")
+        .try_get_by_index(0)
+        .expect("text")
+    }
+
+    async fn identifiers(db: &DatabaseConnection) -> Vec<(String, String)> {
+        db.query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT identifier, person_id FROM person_identifiers INDEXED BY \
+             person_identifiers_person ORDER BY person_id, identifier",
+        ))
+        .await
+        .expect("query")
+        .iter()
+        .map(|row| {
+            (
+                row.try_get_by_index(0).expect("identifier"),
+                row.try_get_by_index(1).expect("person"),
+            )
+        })
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn identifiers_move_to_a_clustered_table_and_back_with_their_index() {
+        let dir = tempfile::tempdir().expect("directory");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+        let db = Database::connect(url).await.expect("connect");
+        let before = Migrator::migrations().len() as u32 - 1;
+        Migrator::up(&db, Some(before))
+            .await
+            .expect("earlier migrations");
+        db.execute_unprepared(
+            "INSERT INTO people (id, version, body) VALUES ('p1', 1, '{}'), ('p2', 1, '{}');
+             INSERT INTO person_identifiers (identifier, person_id) VALUES
+                 ('nhs:9990000018', 'p1'), ('local:pas:7', 'p1'), ('nhs:9990000026', 'p2');",
+        )
+        .await
+        .expect("rows");
+        let held = identifiers(&db).await;
+        assert!(!table_sql(&db).await.contains("WITHOUT ROWID"));
+
+        Migrator::up(&db, None).await.expect("this migration");
+        assert!(table_sql(&db).await.contains("WITHOUT ROWID"));
+        assert_eq!(
+            identifiers(&db).await,
+            held,
+            "every row, and the index on person_id"
+        );
+        let refused = db
+            .execute_unprepared(
+                "INSERT INTO person_identifiers (identifier, person_id) VALUES ('nhs:9990000018', 'p2')",
+            )
+            .await;
+        assert!(
+            refused.is_err(),
+            "an identifier is still held by one record only"
+        );
+
+        Migrator::down(&db, Some(1)).await.expect("down");
+        assert!(!table_sql(&db).await.contains("WITHOUT ROWID"));
+        assert_eq!(identifiers(&db).await, held);
+    }
+}
