@@ -92,8 +92,8 @@ VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000'
 
 /// SQLite: triggers refuse any change to an audit event once written — including
 /// `INSERT OR REPLACE` over an existing position, which deletes without firing delete
-/// triggers — and a chain head that moves backwards or disappears.
-const SQLITE_APPEND_ONLY: &str = r#"
+/// triggers. (Also used where the table is rebuilt: `m20261207_000002`.)
+pub(super) const SQLITE_EVENTS_APPEND_ONLY: &str = r#"
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
@@ -101,6 +101,10 @@ BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
 CREATE TRIGGER audit_events_no_replace BEFORE INSERT ON audit_events
 WHEN EXISTS (SELECT 1 FROM audit_events WHERE seq = NEW.seq)
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+"#;
+
+/// SQLite: triggers refuse a chain head that moves backwards or disappears.
+const SQLITE_HEAD_FORWARD_ONLY: &str = r#"
 CREATE TRIGGER audit_head_forward_only BEFORE UPDATE ON audit_head
 WHEN NEW.len < OLD.len OR NEW.id <> OLD.id
 BEGIN SELECT RAISE(ABORT, 'the audit chain head only moves forward'); END;
@@ -160,7 +164,8 @@ impl MigrationTrait for Migration {
             _ => {
                 db.execute_unprepared(&COMMON.replace("{COLLATE}", ""))
                     .await?;
-                db.execute_unprepared(SQLITE_APPEND_ONLY).await?;
+                db.execute_unprepared(SQLITE_EVENTS_APPEND_ONLY).await?;
+                db.execute_unprepared(SQLITE_HEAD_FORWARD_ONLY).await?;
             }
         }
         for (_, create) in crate::indexes::UNIQUE_INDEXES

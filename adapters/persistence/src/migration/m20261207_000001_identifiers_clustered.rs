@@ -64,50 +64,20 @@ impl MigrationTrait for Migration {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm_migration::MigratorTrait;
-    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+    use sea_orm_migration::sea_orm::ConnectionTrait;
+    use sea_orm_migration::{MigrationName, MigratorTrait};
 
+    use super::super::testing::{just_before, texts};
     use crate::migration::Migrator;
 
-    async fn table_sql(db: &DatabaseConnection) -> String {
-        db.query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Sqlite,
-            "SELECT sql FROM sqlite_master WHERE name = 'person_identifiers'",
-        ))
-        .await
-        .expect("query")
-        .expect("the table")
-        .try_get_by_index(0)
-        .expect("text")
-    }
-
-    async fn identifiers(db: &DatabaseConnection) -> Vec<(String, String)> {
-        db.query_all_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Sqlite,
-            "SELECT identifier, person_id FROM person_identifiers INDEXED BY \
-             person_identifiers_person ORDER BY person_id, identifier",
-        ))
-        .await
-        .expect("query")
-        .iter()
-        .map(|row| {
-            (
-                row.try_get_by_index(0).expect("identifier"),
-                row.try_get_by_index(1).expect("person"),
-            )
-        })
-        .collect()
-    }
+    const TABLE: &str = "SELECT sql FROM sqlite_master WHERE name = 'person_identifiers'";
+    /// Every row, read through the index on `person_id`.
+    const ROWS: &str = "SELECT identifier || ' ' || person_id FROM person_identifiers \
+         INDEXED BY person_identifiers_person ORDER BY person_id, identifier";
 
     #[tokio::test]
     async fn identifiers_move_to_a_clustered_table_and_back_with_their_index() {
-        let dir = tempfile::tempdir().expect("directory");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
-        let db = Database::connect(url).await.expect("connect");
-        let before = Migrator::migrations().len() as u32 - 1;
-        Migrator::up(&db, Some(before))
-            .await
-            .expect("earlier migrations");
+        let (_dir, db) = just_before(super::Migration.name()).await;
         db.execute_unprepared(
             "INSERT INTO people (id, version, body) VALUES ('p1', 1, '{}'), ('p2', 1, '{}');
              INSERT INTO person_identifiers (identifier, person_id) VALUES
@@ -115,13 +85,14 @@ mod tests {
         )
         .await
         .expect("rows");
-        let held = identifiers(&db).await;
-        assert!(!table_sql(&db).await.contains("WITHOUT ROWID"));
+        let held = texts(&db, ROWS).await;
+        assert_eq!(held.len(), 3);
+        assert!(!texts(&db, TABLE).await[0].contains("WITHOUT ROWID"));
 
-        Migrator::up(&db, None).await.expect("this migration");
-        assert!(table_sql(&db).await.contains("WITHOUT ROWID"));
+        Migrator::up(&db, Some(1)).await.expect("this migration");
+        assert!(texts(&db, TABLE).await[0].contains("WITHOUT ROWID"));
         assert_eq!(
-            identifiers(&db).await,
+            texts(&db, ROWS).await,
             held,
             "every row, and the index on person_id"
         );
@@ -136,7 +107,7 @@ mod tests {
         );
 
         Migrator::down(&db, Some(1)).await.expect("down");
-        assert!(!table_sql(&db).await.contains("WITHOUT ROWID"));
-        assert_eq!(identifiers(&db).await, held);
+        assert!(!texts(&db, TABLE).await[0].contains("WITHOUT ROWID"));
+        assert_eq!(texts(&db, ROWS).await, held);
     }
 }

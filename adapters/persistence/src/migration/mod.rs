@@ -6,6 +6,7 @@ mod m20261126_000002_create_quarantine;
 mod m20261126_000003_quarantine_subjects;
 mod m20261126_000004_quarantine_dedup;
 mod m20261207_000001_identifiers_clustered;
+mod m20261207_000002_audit_seq_rowid;
 
 use sea_orm_migration::prelude::*;
 
@@ -23,6 +24,41 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_quarantine_subjects::Migration),
             Box::new(m20261126_000004_quarantine_dedup::Migration),
             Box::new(m20261207_000001_identifiers_clustered::Migration),
+            Box::new(m20261207_000002_audit_seq_rowid::Migration),
         ]
+    }
+}
+
+/// A new SQLite file migrated up to, not including, the migration named `name`, and the
+/// first column of every row a query returns, as text (for the migrations' tests).
+#[cfg(test)]
+mod testing {
+    use sea_orm_migration::MigratorTrait;
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+
+    use super::Migrator;
+
+    pub(super) async fn just_before(name: &str) -> (tempfile::TempDir, DatabaseConnection) {
+        let dir = tempfile::tempdir().expect("directory");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+        let db = Database::connect(url).await.expect("connect");
+        let position = Migrator::migrations()
+            .iter()
+            .position(|m| m.name() == name)
+            .expect("the migration is listed");
+        let before = u32::try_from(position).expect("a few migrations");
+        Migrator::up(&db, Some(before))
+            .await
+            .expect("earlier migrations");
+        (dir, db)
+    }
+
+    pub(super) async fn texts(db: &DatabaseConnection, sql: &str) -> Vec<String> {
+        db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .expect("query")
+            .iter()
+            .map(|row| row.try_get_by_index(0).expect("text"))
+            .collect()
     }
 }
