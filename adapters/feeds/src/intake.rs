@@ -4,6 +4,7 @@
 //! submission (and then nothing after it was acknowledged, so the sender sends again,
 //! which is safe: applying is idempotent).
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use care_application::{
@@ -150,6 +151,17 @@ impl SharedIntake {
         index: usize,
         raw: &[u8],
     ) -> Result<MessageReport, IngestError> {
+        self.queue_hl7(index, raw).await?.await
+    }
+
+    /// Queues one HL7 v2 message for the writer (read and mapped here first) and returns
+    /// its answer to wait for: a caller that queues several before waiting has them
+    /// written in the order queued, in as few units as the writer can.
+    pub async fn queue_hl7(
+        &self,
+        index: usize,
+        raw: &[u8],
+    ) -> Result<impl Future<Output = Result<MessageReport, IngestError>> + use<>, IngestError> {
         let stopped = || IngestError::Unexpected(anyhow::anyhow!("the feed writer has stopped"));
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.tx
@@ -160,10 +172,12 @@ impl SharedIntake {
             })
             .await
             .map_err(|_| stopped())?;
-        answer
-            .await
-            .map_err(|_| stopped())?
-            .map_err(|e| IngestError::Unexpected(anyhow::anyhow!(e)))
+        Ok(async move {
+            answer
+                .await
+                .map_err(|_| stopped())?
+                .map_err(|e| IngestError::Unexpected(anyhow::anyhow!(e)))
+        })
     }
 }
 

@@ -6,9 +6,10 @@
 //! - `AR`: the framing could not be read (bytes outside a frame, a frame over the size
 //!   limit); the connection is closed after it, since the stream's framing is lost.
 //!
-//! Back-pressure rather than buffering: a connection's messages are handled one at a
-//! time, in order, and nothing more is read from it until the current message's ACK is
-//! written; at most `max_connections` connections are served at once (others wait in the
+//! Back-pressure rather than buffering: a connection's messages are handled in order,
+//! and nothing more is read from it until the ACKs of the frames already read are
+//! written (a sender that sends several before reading their ACKs — up to 64 taken at a
+//! time — has them written together, in one unit where units are shared); at most `max_connections` connections are served at once (others wait in the
 //! kernel's backlog); a frame must arrive whole within a minute of its first byte and a
 //! connection idle for five minutes between frames is closed. When storage fails the
 //! connection is closed without an ACK, so the sender sends the message again (applying
@@ -117,6 +118,10 @@ pub async fn serve(
                 }
             },
         };
+        // An ACK is a small answer the sender waits for: send it at once, not when the
+        // sender's acknowledgement of the previous one arrives (Nagle). Failing to set it
+        // costs latency only.
+        let _ = stream.set_nodelay(true);
         let services = services.clone();
         let accounts = accounts.clone();
         let settings = settings.clone();
@@ -144,14 +149,34 @@ enum Writer {
     Own(Intake),
 }
 
+/// A message's answer, to wait for.
+type Answer = std::pin::Pin<Box<dyn Future<Output = Result<MessageReport, IngestError>> + Send>>;
+
 impl Writer {
-    async fn hl7_message(&self, index: usize, raw: &[u8]) -> Result<MessageReport, IngestError> {
-        match self {
-            Writer::Shared(shared) => shared.hl7_message(index, raw).await,
-            Writer::Own(intake) => intake.hl7_message(index, raw).await,
+    /// Hands over framed messages, in order, and returns their answers in the same
+    /// order. A shared writer has them all queued at once (written in as few units as it
+    /// can); a connection's own writer applies each only when its answer is awaited.
+    async fn queue_all(
+        &self,
+        first: usize,
+        frames: &[Vec<u8>],
+    ) -> Result<Vec<Answer>, IngestError> {
+        let mut answers: Vec<Answer> = Vec::with_capacity(frames.len());
+        for (k, frame) in frames.iter().enumerate() {
+            answers.push(match self {
+                Writer::Shared(shared) => Box::pin(shared.queue_hl7(first + k, frame).await?),
+                Writer::Own(intake) => {
+                    let (intake, frame) = (intake.clone(), frame.clone());
+                    Box::pin(async move { intake.hl7_message(first + k, &frame).await })
+                }
+            });
         }
+        Ok(answers)
     }
 }
+
+/// Complete frames taken from one read and answered together at most.
+const PIPELINE: usize = 64;
 
 impl Writers {
     /// The sender's writer (started on `session` if it has none running), or the
@@ -185,6 +210,9 @@ enum ConnectionError {
     Refused(String),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    /// The sender closed the connection, or was silent for too long.
+    #[error("closed")]
+    Closed,
 }
 
 async fn connection(
@@ -219,42 +247,16 @@ async fn connection(
     let mut chunk = vec![0u8; 64 * 1024];
     let mut index = 0usize;
     loop {
-        // Every complete frame already read is answered before reading more.
-        loop {
+        // Every complete frame already read is answered, in order, before reading more:
+        // a sender that sends several before reading their ACKs has them written
+        // together (up to `PIPELINE` at a time).
+        let mut ready = Vec::new();
+        let mut unreadable = None;
+        while ready.len() < PIPELINE {
             match frames.next_frame() {
                 Next::Frame(frame) => {
                     partial_since = None;
-                    if checked.elapsed() >= settings.recheck_account {
-                        feed_actor(&accounts, settings, client).await?;
-                        checked = tokio::time::Instant::now();
-                    }
-                    let reply =
-                        answer(&intake, index, &frame, services.ports().clock.now()).await?;
-                    index += 1;
-                    write_frame(&mut stream, reply.as_bytes()).await?;
-                }
-                Next::Junk(junk) => {
-                    let text = String::from_utf8_lossy(&junk);
-                    let reply = care_hl7::ack_unreadable(
-                        &text,
-                        AckCode::AR,
-                        Some("bytes outside an MLLP frame (expected 0x0B … 0x1C 0x0D)"),
-                        &new_control_id(),
-                        &hl7_time(services.ports().clock.now()),
-                    );
-                    write_frame(&mut stream, reply.as_bytes()).await?;
-                    return Err(ConnectionError::Refused("framing lost".into()));
-                }
-                Next::TooLarge => {
-                    let reply = care_hl7::ack_unreadable(
-                        "",
-                        AckCode::AR,
-                        Some(&format!("frame larger than {} bytes", settings.max_frame)),
-                        &new_control_id(),
-                        &hl7_time(services.ports().clock.now()),
-                    );
-                    write_frame(&mut stream, reply.as_bytes()).await?;
-                    return Err(ConnectionError::Refused("frame too large".into()));
+                    ready.push(frame);
                 }
                 Next::NeedMore => {
                     if frames.is_empty() {
@@ -262,30 +264,106 @@ async fn connection(
                     }
                     break;
                 }
-            }
-        }
-        // A frame begun must end within the frame deadline (a sender trickling bytes
-        // would otherwise hold a connection slot for ever); between frames, the idle
-        // timeout applies.
-        let wait = match partial_since {
-            Some(since) => settings
-                .frame_deadline
-                .saturating_sub(since.elapsed())
-                .min(settings.idle_timeout),
-            None => settings.idle_timeout,
-        };
-        let read = tokio::time::timeout(wait, stream.read(&mut chunk)).await;
-        match read {
-            Err(_) => return Ok(()),
-            Ok(Ok(0)) => return Ok(()),
-            Ok(Ok(n)) => {
-                frames.push(&chunk[..n]);
-                if partial_since.is_none() {
-                    partial_since = Some(tokio::time::Instant::now());
+                other => {
+                    unreadable = Some(other);
+                    break;
                 }
             }
-            Ok(Err(e)) => return Err(e.into()),
         }
+        if !ready.is_empty() {
+            if checked.elapsed() >= settings.recheck_account {
+                feed_actor(&accounts, settings, client).await?;
+                checked = tokio::time::Instant::now();
+            }
+            let at = services.ports().clock.now();
+            let answers = intake.queue_all(index, &ready).await?;
+            index += ready.len();
+            // The ACKs go out together, in one write (small writes one after another
+            // would wait for the sender's delayed TCP acknowledgements).
+            let mut replies = Vec::new();
+            for (frame, answer) in ready.iter().zip(answers) {
+                match answer.await {
+                    Ok(report) => framed(&mut replies, ack_for(&report, frame, at).as_bytes()),
+                    Err(e) => {
+                        // Those before it are answered; the rest are not, and come again.
+                        write_all(&mut stream, &replies).await?;
+                        return Err(e.into());
+                    }
+                }
+            }
+            write_all(&mut stream, &replies).await?;
+        }
+        let (text, reason, refused) = match unreadable {
+            Some(Next::Junk(junk)) => (
+                String::from_utf8_lossy(&junk).into_owned(),
+                "bytes outside an MLLP frame (expected 0x0B … 0x1C 0x0D)".to_owned(),
+                "framing lost",
+            ),
+            Some(_) => (
+                String::new(),
+                format!("frame larger than {} bytes", settings.max_frame),
+                "frame too large",
+            ),
+            // More frames may be waiting in what was read.
+            None if ready.len() == PIPELINE => continue,
+            None => {
+                match read_more(
+                    &mut stream,
+                    &mut frames,
+                    &mut chunk,
+                    &mut partial_since,
+                    settings,
+                )
+                .await
+                {
+                    Err(ConnectionError::Closed) => return Ok(()),
+                    read => read?,
+                }
+                continue;
+            }
+        };
+        let reply = care_hl7::ack_unreadable(
+            &text,
+            AckCode::AR,
+            Some(&reason),
+            &new_control_id(),
+            &hl7_time(services.ports().clock.now()),
+        );
+        write_frame(&mut stream, reply.as_bytes()).await?;
+        return Err(ConnectionError::Refused(refused.into()));
+    }
+}
+
+/// Reads what the sender sent next into the framer; fails with `Closed` when the sender
+/// closed the connection or fell silent for too long.
+async fn read_more(
+    stream: &mut TcpStream,
+    frames: &mut Framer,
+    chunk: &mut [u8],
+    partial_since: &mut Option<tokio::time::Instant>,
+    settings: &MllpSettings,
+) -> Result<(), ConnectionError> {
+    // A frame begun must end within the frame deadline (a sender trickling bytes would
+    // otherwise hold a connection slot for ever); between frames, the idle timeout
+    // applies.
+    let wait = match partial_since {
+        Some(since) => settings
+            .frame_deadline
+            .saturating_sub(since.elapsed())
+            .min(settings.idle_timeout),
+        None => settings.idle_timeout,
+    };
+    let read = tokio::time::timeout(wait, stream.read(chunk)).await;
+    match read {
+        Err(_) | Ok(Ok(0)) => Err(ConnectionError::Closed),
+        Ok(Ok(n)) => {
+            frames.push(&chunk[..n]);
+            if partial_since.is_none() {
+                *partial_since = Some(tokio::time::Instant::now());
+            }
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.into()),
     }
 }
 
@@ -311,14 +389,8 @@ async fn feed_actor(
     }
 }
 
-/// Applies one framed message and builds its ACK.
-async fn answer(
-    intake: &Writer,
-    index: usize,
-    frame: &[u8],
-    at: care_kernel::Timestamp,
-) -> Result<String, IngestError> {
-    let report = intake.hl7_message(index, frame).await?;
+/// The ACK of one framed message, from what became of it.
+fn ack_for(report: &MessageReport, frame: &[u8], at: care_kernel::Timestamp) -> String {
     let (code, text) = match &report.outcome {
         Outcome::Applied | Outcome::Unchanged => (AckCode::AA, None),
         Outcome::Quarantined { reason, .. } => (AckCode::AE, Some(reason.as_str())),
@@ -326,18 +398,27 @@ async fn answer(
     let decoded = care_hl7::decode(frame).unwrap_or_else(|_| String::from_utf8_lossy(frame));
     let control_id = new_control_id();
     let now = hl7_time(at);
-    Ok(match Message::parse_header(&decoded) {
+    match Message::parse_header(&decoded) {
         Ok(message) => care_hl7::ack(&message, code, text, &control_id, &now),
         Err(_) => care_hl7::ack_unreadable(&decoded, code, text, &control_id, &now),
-    })
+    }
 }
 
 async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> std::io::Result<()> {
-    let mut framed = Vec::with_capacity(body.len() + 3);
-    framed.push(VT);
-    framed.extend_from_slice(body);
-    framed.extend_from_slice(&[FS, CR]);
-    stream.write_all(&framed).await?;
+    let mut out = Vec::with_capacity(body.len() + 3);
+    framed(&mut out, body);
+    write_all(stream, &out).await
+}
+
+/// Appends `body` to `out` in MLLP framing.
+fn framed(out: &mut Vec<u8>, body: &[u8]) {
+    out.push(VT);
+    out.extend_from_slice(body);
+    out.extend_from_slice(&[FS, CR]);
+}
+
+async fn write_all(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
     stream.flush().await
 }
 

@@ -264,6 +264,59 @@ async fn share_units_and_answer_every_message(world: World) {
     }
 }
 
+/// A sender that sends many messages before reading any ACK (here 150 in one write:
+/// more than the listener takes at a time) gets one ACK per message, in the order sent,
+/// each naming its own message; a bad one among them is quarantined alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_ahead_of_their_acks_are_answered_in_order() {
+    let world = World::on_sqlite().await;
+    let accounts = accounts(&world).await;
+    let addr = listen(&world, &accounts, pas_settings()).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..150 {
+        let body = if i == 70 {
+            "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101090000||ADT^A01|bad|P|2.4\rEVN|A01|20260101090000\r"
+                .to_owned()
+        } else {
+            ADT.replace("|m1|", &format!("|p{i}|"))
+                .replace("L1^^^", &format!("P{i}^^^"))
+        };
+        sent.extend_from_slice(&frame(&body));
+    }
+    stream.write_all(&sent).await.unwrap();
+    let mut answers = Vec::new();
+    while answers.iter().filter(|b| **b == 0x1c).count() < 150 {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("answers in time")
+            .unwrap();
+        assert!(n > 0, "the listener answered every message before closing");
+        answers.extend_from_slice(&chunk[..n]);
+    }
+    let answers = String::from_utf8_lossy(&answers);
+    let acks: Vec<&str> = answers
+        .split('\u{1c}')
+        .filter(|a| a.contains("MSA"))
+        .collect();
+    assert_eq!(acks.len(), 150);
+    for (i, ack) in acks.iter().enumerate() {
+        if i == 70 {
+            assert!(
+                ack.contains("MSA|AE|bad"),
+                "the bad one is quarantined: {ack}"
+            );
+        } else {
+            assert!(
+                ack.contains(&format!("MSA|AA|p{i}\r")),
+                "ACK {i} in order: {ack}"
+            );
+            assert!(world.with_local_id(&format!("P{i}")).await.is_some());
+        }
+    }
+}
+
 /// Sends one framed message and reads its ACK; `None` if the listener closed the
 /// connection instead.
 async fn ack_of(stream: &mut TcpStream, body: &str) -> Option<String> {

@@ -40,6 +40,10 @@ pub struct BenchFeed {
     /// Messages per HTTP batch.
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
+    /// Messages an MLLP connection sends before it reads their ACKs (1: each waits for
+    /// its ACK, as most senders do).
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: usize,
     /// Where generated identifiers start (change it between runs to add new people
     /// rather than repeat old ones).
     #[arg(long, default_value_t = 0)]
@@ -170,6 +174,7 @@ async fn mllp(bench: &BenchFeed, addr: &str) -> anyhow::Result<String> {
         let addr = addr.to_owned();
         let total = bench.messages;
         let offset = bench.offset;
+        let in_flight = bench.in_flight.max(1);
         tasks.push(tokio::spawn(async move {
             let mut stream = tokio::net::TcpStream::connect(&addr)
                 .await
@@ -178,19 +183,29 @@ async fn mllp(bench: &BenchFeed, addr: &str) -> anyhow::Result<String> {
             let mut buffer = Vec::new();
             let mut latencies = Vec::new();
             loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
+                let mut frames = Vec::new();
+                let mut count = 0;
+                while count < in_flight {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    frames.push(0x0b);
+                    frames.extend_from_slice(message(n, offset).as_bytes());
+                    frames.extend_from_slice(&[0x1c, 0x0d]);
+                    count += 1;
+                }
+                if count == 0 {
                     break;
                 }
-                let mut frame = vec![0x0b];
-                frame.extend_from_slice(message(n, offset).as_bytes());
-                frame.extend_from_slice(&[0x1c, 0x0d]);
                 let sent = Instant::now();
-                stream.write_all(&frame).await?;
-                let ack = read_ack(&mut stream, &mut buffer).await?;
-                latencies.push(sent.elapsed());
-                if !ack.contains("MSA|AA") {
-                    rejected.fetch_add(1, Ordering::Relaxed);
+                stream.write_all(&frames).await?;
+                for _ in 0..count {
+                    let ack = read_ack(&mut stream, &mut buffer).await?;
+                    latencies.push(sent.elapsed());
+                    if !ack.contains("MSA|AA") {
+                        rejected.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             anyhow::Ok(latencies)
@@ -207,7 +222,14 @@ async fn mllp(bench: &BenchFeed, addr: &str) -> anyhow::Result<String> {
         "{not_accepted} messages were not accepted (AA)"
     );
     Ok(rate_line(
-        &format!("MLLP, {} connections, ACK per message", bench.connections),
+        &if bench.in_flight > 1 {
+            format!(
+                "MLLP, {} connections, {} in flight each",
+                bench.connections, bench.in_flight
+            )
+        } else {
+            format!("MLLP, {} connections, ACK per message", bench.connections)
+        },
         latencies.len() as u64,
         elapsed,
         &mut latencies,
