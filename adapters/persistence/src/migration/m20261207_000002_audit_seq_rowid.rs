@@ -9,7 +9,9 @@
 //! order and unchanged (the chain verifies the same after), into a new table, which
 //! takes the old one's name, its index and its append-only triggers. Dropping the old
 //! table fires no trigger. The copy takes time in proportion to the events held: about
-//! ten seconds per million on these machines (disk-bound), once.
+//! ten seconds per million on these machines (disk-bound), once; and, being one
+//! transaction, it needs free disk for a second copy of the table in the write-ahead
+//! log until it commits.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
