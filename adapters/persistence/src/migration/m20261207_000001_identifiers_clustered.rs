@@ -9,40 +9,29 @@
 //! which is dropped (with its index), and takes its name.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// The table, rebuilt as `kind` (`WITHOUT ROWID` or nothing), with its index.
-fn rebuild(kind: &str) -> String {
-    format!(
-        "CREATE TABLE person_identifiers_rebuilt (\n\
-             identifier TEXT PRIMARY KEY,\n\
-             person_id  TEXT NOT NULL REFERENCES people(id)\n\
-         ){kind};\n\
-         INSERT INTO person_identifiers_rebuilt (identifier, person_id) \
-             SELECT identifier, person_id FROM person_identifiers ORDER BY identifier;\n\
-         DROP TABLE person_identifiers;\n\
-         ALTER TABLE person_identifiers_rebuilt RENAME TO person_identifiers;\n\
-         {};",
-        crate::indexes::SECONDARY_INDEXES
-            .iter()
-            .find(|(name, _)| *name == "person_identifiers_person")
-            .map_or("", |(_, create)| create)
+/// The table as `kind` (`WITHOUT ROWID`, or a rowid table), with every row and its index.
+async fn rebuild(manager: &SchemaManager<'_>, kind: &str) -> Result<(), DbErr> {
+    super::rebuild_sqlite_table(
+        manager,
+        "person_identifiers",
+        &format!(
+            "(identifier TEXT PRIMARY KEY, person_id TEXT NOT NULL REFERENCES people(id)){kind}"
+        ),
+        "identifier, person_id",
+        "identifier",
+        "",
     )
+    .await
 }
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == DbBackend::Sqlite {
-            manager
-                .get_connection()
-                .execute_unprepared(&rebuild(" WITHOUT ROWID"))
-                .await?;
-        }
-        Ok(())
+        rebuild(manager, " WITHOUT ROWID").await
     }
 
     /// All or nothing: a failure half-way must not leave the identifiers in a table of
@@ -52,13 +41,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == DbBackend::Sqlite {
-            manager
-                .get_connection()
-                .execute_unprepared(&rebuild(""))
-                .await?;
-        }
-        Ok(())
+        rebuild(manager, "").await
     }
 }
 

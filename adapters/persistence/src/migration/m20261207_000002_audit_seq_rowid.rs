@@ -14,47 +14,32 @@
 //! log until it commits.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
 use super::m20261125_000001_create_core::SQLITE_EVENTS_APPEND_ONLY;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// The table rebuilt with `seq` as `seq_type PRIMARY KEY`, with its index and triggers.
-fn rebuild(seq_type: &str) -> String {
-    format!(
-        "CREATE TABLE audit_events_rebuilt (\n\
-             seq       {seq_type} PRIMARY KEY,\n\
-             at        BIGINT NOT NULL,\n\
-             person_id TEXT NULL,\n\
-             event     TEXT NOT NULL,\n\
-             prev_hash TEXT NOT NULL,\n\
-             hash      TEXT NOT NULL\n\
-         );\n\
-         INSERT INTO audit_events_rebuilt (seq, at, person_id, event, prev_hash, hash) \
-             SELECT seq, at, person_id, event, prev_hash, hash FROM audit_events ORDER BY seq;\n\
-         DROP TABLE audit_events;\n\
-         ALTER TABLE audit_events_rebuilt RENAME TO audit_events;\n\
-         {};\n\
-         {SQLITE_EVENTS_APPEND_ONLY}",
-        crate::indexes::SECONDARY_INDEXES
-            .iter()
-            .find(|(name, _)| *name == "audit_events_person")
-            .map_or("", |(_, create)| create)
+/// The table with `seq` as `seq_type PRIMARY KEY`, every event, its index and triggers.
+async fn rebuild(manager: &SchemaManager<'_>, seq_type: &str) -> Result<(), DbErr> {
+    super::rebuild_sqlite_table(
+        manager,
+        "audit_events",
+        &format!(
+            "(seq {seq_type} PRIMARY KEY, at BIGINT NOT NULL, person_id TEXT NULL, \
+             event TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)"
+        ),
+        "seq, at, person_id, event, prev_hash, hash",
+        "seq",
+        SQLITE_EVENTS_APPEND_ONLY,
     )
+    .await
 }
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == DbBackend::Sqlite {
-            manager
-                .get_connection()
-                .execute_unprepared(&rebuild("INTEGER"))
-                .await?;
-        }
-        Ok(())
+        rebuild(manager, "INTEGER").await
     }
 
     /// All or nothing: a failure half-way must not leave the events without their
@@ -64,13 +49,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == DbBackend::Sqlite {
-            manager
-                .get_connection()
-                .execute_unprepared(&rebuild("BIGINT"))
-                .await?;
-        }
-        Ok(())
+        rebuild(manager, "BIGINT").await
     }
 }
 
@@ -99,7 +78,14 @@ mod tests {
     ];
 
     async fn check(db: &sea_orm::DatabaseConnection, events: &[String], seq_type: &str) {
-        assert!(texts(db, TABLE).await[0].contains(&format!("seq       {seq_type} PRIMARY KEY")));
+        let table = texts(db, TABLE).await[0]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            table.contains(&format!("seq {seq_type} PRIMARY KEY")),
+            "{table}"
+        );
         assert_eq!(
             texts(db, EVENTS).await,
             events,

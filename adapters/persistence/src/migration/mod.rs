@@ -9,6 +9,7 @@ mod m20261207_000001_identifiers_clustered;
 mod m20261207_000002_audit_seq_rowid;
 
 use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -27,6 +28,40 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000002_audit_seq_rowid::Migration),
         ]
     }
+}
+
+/// On SQLite, rebuilds `table` as `CREATE TABLE table definition` with every row
+/// (`columns`, copied in `order`), then creates its secondary indexes (from
+/// `crate::indexes`) and `after` (its triggers): SQLite cannot change a table's kind or
+/// primary key in place. A no-op elsewhere (a table's layout there is SQLite's own
+/// business). Run it in the migration's transaction, so a failure leaves the old table.
+async fn rebuild_sqlite_table(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    definition: &str,
+    columns: &str,
+    order: &str,
+    after: &str,
+) -> Result<(), DbErr> {
+    if manager.get_database_backend() != DbBackend::Sqlite {
+        return Ok(());
+    }
+    let indexes: Vec<&str> = crate::indexes::SECONDARY_INDEXES
+        .iter()
+        .map(|(_, create)| *create)
+        .filter(|create| create.contains(&format!(" ON {table} (")))
+        .collect();
+    let sql = format!(
+        "CREATE TABLE {table}_rebuilt {definition};\n\
+         INSERT INTO {table}_rebuilt ({columns}) SELECT {columns} FROM {table} ORDER BY {order};\n\
+         DROP TABLE {table};\n\
+         ALTER TABLE {table}_rebuilt RENAME TO {table};\n\
+         {};\n\
+         {after}",
+        indexes.join(";\n")
+    );
+    manager.get_connection().execute_unprepared(&sql).await?;
+    Ok(())
 }
 
 /// A new SQLite file migrated up to, not including, the migration named `name`, and the
