@@ -127,6 +127,54 @@ struct Waiting {
     raw: Vec<u8>,
     prepared: Hl7Prepared,
     reply: tokio::sync::oneshot::Sender<Result<MessageReport, String>>,
+    order: InOrder,
+    /// Its place among its sender's messages.
+    place: u64,
+}
+
+/// One sender's messages in the order it sent them (an MLLP connection's): once one of
+/// them is answered with an error (its own write failed, or its unit's commit), those
+/// it queued after it are refused, not written: the sender sends them again after it,
+/// and none is applied ahead of an earlier one.
+#[derive(Debug, Clone)]
+pub struct InOrder(std::sync::Arc<Places>);
+
+/// The places given to a sender's messages, and the first that failed.
+#[derive(Debug)]
+struct Places {
+    next: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl Default for InOrder {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(Places {
+            next: std::sync::atomic::AtomicU64::new(0),
+            failed: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }))
+    }
+}
+
+impl InOrder {
+    /// The next message's place.
+    fn place(&self) -> u64 {
+        self.0
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The message at `place` was answered with an error.
+    fn failed_at(&self, place: u64) {
+        self.0
+            .failed
+            .fetch_min(place, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a message before the one at `place` failed (those before it are written
+    /// again when one fails on its own: they go on).
+    fn behind_a_failure(&self, place: u64) -> bool {
+        place > self.0.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// The handle of [`Intake::shared`]. The writer stops when every handle is dropped.
@@ -151,16 +199,18 @@ impl SharedIntake {
         index: usize,
         raw: &[u8],
     ) -> Result<MessageReport, IngestError> {
-        self.queue_hl7(index, raw).await?.await
+        self.queue_hl7(index, raw, &InOrder::default()).await?.await
     }
 
     /// Queues one HL7 v2 message for the writer (read and mapped here first) and returns
     /// its answer to wait for: a caller that queues several before waiting has them
-    /// written in the order queued, in as few units as the writer can.
+    /// written in the order queued, in as few units as the writer can, and none after
+    /// one that fails (`order`).
     pub async fn queue_hl7(
         &self,
         index: usize,
         raw: &[u8],
+        order: &InOrder,
     ) -> Result<impl Future<Output = Result<MessageReport, IngestError>> + use<>, IngestError> {
         let stopped = || IngestError::Unexpected(anyhow::anyhow!("the feed writer has stopped"));
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -169,6 +219,8 @@ impl SharedIntake {
                 raw: raw.to_vec(),
                 prepared: Hl7Prepared::read(index, raw, &self.source),
                 reply,
+                order: order.clone(),
+                place: order.place(),
             })
             .await
             .map_err(|_| stopped())?;
@@ -202,6 +254,13 @@ async fn share_units(session: FeedSession, mut rx: tokio::sync::mpsc::Receiver<W
         let mut held: Vec<(Waiting, MessageReport)> = Vec::new();
         let mut commit_failed: Option<String> = None;
         while let Some(message) = queue.pop_front() {
+            if message.order.behind_a_failure(message.place) {
+                let _ = message.reply.send(Err(
+                    "an earlier message from this sender was not applied: send this one again after it"
+                        .to_owned(),
+                ));
+                continue;
+            }
             let written = match units.intake().await {
                 Ok(intake) => intake.submit_hl7(&message.prepared, &message.raw).await,
                 Err(e) => Err(e),
@@ -209,6 +268,7 @@ async fn share_units(session: FeedSession, mut rx: tokio::sync::mpsc::Receiver<W
             match written {
                 Ok(report) => held.push((message, report)),
                 Err(e) => {
+                    message.order.failed_at(message.place);
                     let _ = message.reply.send(Err(e.to_string()));
                     for (again, _) in held.into_iter().rev() {
                         queue.push_front(again);
@@ -243,7 +303,10 @@ async fn share_units(session: FeedSession, mut rx: tokio::sync::mpsc::Receiver<W
         for (message, report) in held {
             let _ = message.reply.send(match &finished {
                 Ok(()) => Ok(report),
-                Err(why) => Err(why.clone()),
+                Err(why) => {
+                    message.order.failed_at(message.place);
+                    Err(why.clone())
+                }
             });
         }
     }

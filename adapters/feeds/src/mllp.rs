@@ -9,7 +9,8 @@
 //! Back-pressure rather than buffering: a connection's messages are handled in order,
 //! and nothing more is read from it until the ACKs of the frames already read are
 //! written (a sender that sends several before reading their ACKs — up to 64 taken at a
-//! time — has them written together, in one unit where units are shared); at most `max_connections` connections are served at once (others wait in the
+//! time — has them queued together, written in as few units as the writer can, and none
+//! applied behind one that failed); at most `max_connections` connections are served at once (others wait in the
 //! kernel's backlog); a frame must arrive whole within a minute of its first byte and a
 //! connection idle for five minutes between frames is closed. When storage fails the
 //! connection is closed without an ACK, so the sender sends the message again (applying
@@ -30,7 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::intake::{Intake, MessageReport, Outcome, SharedIntake};
+use crate::intake::{InOrder, Intake, MessageReport, Outcome, SharedIntake};
 
 /// Start of a frame.
 pub const VT: u8 = 0x0B;
@@ -160,11 +161,14 @@ impl Writer {
         &self,
         first: usize,
         frames: &[Vec<u8>],
+        order: &InOrder,
     ) -> Result<Vec<Answer>, IngestError> {
         let mut answers: Vec<Answer> = Vec::with_capacity(frames.len());
         for (k, frame) in frames.iter().enumerate() {
             answers.push(match self {
-                Writer::Shared(shared) => Box::pin(shared.queue_hl7(first + k, frame).await?),
+                Writer::Shared(shared) => {
+                    Box::pin(shared.queue_hl7(first + k, frame, order).await?)
+                }
                 Writer::Own(intake) => {
                     let (intake, frame) = (intake.clone(), frame.clone());
                     Box::pin(async move { intake.hl7_message(first + k, &frame).await })
@@ -246,6 +250,7 @@ async fn connection(
     let mut frames = Framer::new(settings.max_frame);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut index = 0usize;
+    let order = InOrder::default();
     loop {
         // Every complete frame already read is answered, in order, before reading more:
         // a sender that sends several before reading their ACKs has them written
@@ -276,7 +281,7 @@ async fn connection(
                 checked = tokio::time::Instant::now();
             }
             let at = services.ports().clock.now();
-            let answers = intake.queue_all(index, &ready).await?;
+            let answers = intake.queue_all(index, &ready, &order).await?;
             index += ready.len();
             // The ACKs go out together, in one write (small writes one after another
             // would wait for the sender's delayed TCP acknowledgements).
@@ -417,10 +422,22 @@ fn framed(out: &mut Vec<u8>, body: &[u8]) {
     out.extend_from_slice(&[FS, CR]);
 }
 
+/// Writes, giving up after [`WRITE_DEADLINE`]: a sender that never reads its ACKs must
+/// not hold a connection slot for ever.
 async fn write_all(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
-    stream.write_all(bytes).await?;
-    stream.flush().await
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    tokio::time::timeout(WRITE_DEADLINE, write)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "the sender does not read")
+        })?
 }
+
+/// How long an ACK may wait for the sender to read it.
+const WRITE_DEADLINE: Duration = Duration::from_secs(60);
 
 fn hl7_time(at: care_kernel::Timestamp) -> String {
     at.format("%Y%m%d%H%M%S+0000").to_string()

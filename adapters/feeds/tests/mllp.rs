@@ -441,3 +441,75 @@ async fn a_message_that_keeps_failing_does_not_take_its_neighbours_down() {
          (it was sent {tries} times)"
     );
 }
+
+/// All the ACKs a listener sends until it closes the connection.
+async fn acks_until_closed(stream: &mut TcpStream) -> Vec<String> {
+    until_closed(stream)
+        .await
+        .split('\u{1c}')
+        .filter(|ack| ack.contains("MSA"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Messages sent ahead of their ACKs, one of which cannot be kept (a storage failure of
+/// its own): those before it are acknowledged, it and those after it are not — and
+/// none after it was applied ahead of it (the sender sends them again, after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_message_that_fails_none_sent_behind_it_is_applied() {
+    // In memory: a SQLite unit's own stores would not go through the failing one.
+    let base = World::new().await;
+    let mut ports = base.services.ports().clone();
+    ports.quarantine = Arc::new(FailsFor(ports.quarantine.clone()));
+    let world = base.with_ports(ports);
+    let accounts = accounts(&world).await;
+    let addr = listen(&world, &accounts, pas_settings()).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..12 {
+        let body = if i == 5 {
+            // No PID: quarantined, and the quarantine fails for this one.
+            "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101090000||ADT^A01|POISON|P|2.4\rEVN|A01|20260101090000\r"
+                .to_owned()
+        } else {
+            ADT.replace("|m1|", &format!("|f{i}|"))
+                .replace("L1^^^", &format!("F{i}^^^"))
+        };
+        sent.extend_from_slice(&frame(&body));
+    }
+    stream.write_all(&sent).await.unwrap();
+    let acks = acks_until_closed(&mut stream).await;
+    assert_eq!(acks.len(), 5, "the five before the failing one: {acks:?}");
+    for (i, ack) in acks.iter().enumerate() {
+        assert!(ack.contains(&format!("MSA|AA|f{i}\r")), "{ack}");
+    }
+    for i in 0..12 {
+        let applied = world.with_local_id(&format!("F{i}")).await.is_some();
+        assert_eq!(applied, i < 5, "message f{i}");
+    }
+}
+
+/// Good frames, then bytes outside any frame, in one write: the good ones are answered
+/// (AA) in order, then one AR, and the connection closes.
+#[tokio::test]
+async fn good_frames_before_broken_framing_are_answered_first() {
+    let world = World::new().await;
+    let accounts = accounts(&world).await;
+    let addr = listen(&world, &accounts, pas_settings()).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        sent.extend_from_slice(&frame(
+            &ADT.replace("|m1|", &format!("|j{i}|"))
+                .replace("L1^^^", &format!("J{i}^^^")),
+        ));
+    }
+    sent.extend_from_slice(ADT.as_bytes());
+    stream.write_all(&sent).await.unwrap();
+    let acks = acks_until_closed(&mut stream).await;
+    assert_eq!(acks.len(), 4, "{acks:?}");
+    for (i, ack) in acks.iter().take(3).enumerate() {
+        assert!(ack.contains(&format!("MSA|AA|j{i}\r")), "{ack}");
+    }
+    assert!(acks[3].contains("MSA|AR"), "{}", acks[3]);
+}

@@ -1,7 +1,8 @@
 //! `carerecord bench-feed`: a load client for a running server's feeds. It sends
 //! synthetic ADT A01 messages (about 1 KB each, every one a new person with an NHS
 //! number, a local id, an address, a practice and an allergy) over MLLP (each
-//! connection waits for its ACK before the next message, as MLLP senders do) and over
+//! connection waits for its ACK before the next message, as most MLLP senders do, or
+//! with `--in-flight` sends several before reading their ACKs) and over
 //! HTTP as HL7 batches, and reports messages/s beside the parse-only rate of the same
 //! messages in this process (the baseline: what the feed costs before the database).
 
@@ -41,9 +42,10 @@ pub struct BenchFeed {
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
     /// Messages an MLLP connection sends before it reads their ACKs (1: each waits for
-    /// its ACK, as most senders do).
-    #[arg(long, default_value_t = 1)]
-    pub in_flight: usize,
+    /// its ACK, as most senders do; at most 256, so that unread ACKs cannot fill both
+    /// sides' socket buffers).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub in_flight: u16,
     /// Where generated identifiers start (change it between runs to add new people
     /// rather than repeat old ones).
     #[arg(long, default_value_t = 0)]
@@ -174,7 +176,7 @@ async fn mllp(bench: &BenchFeed, addr: &str) -> anyhow::Result<String> {
         let addr = addr.to_owned();
         let total = bench.messages;
         let offset = bench.offset;
-        let in_flight = bench.in_flight.max(1);
+        let in_flight = usize::from(bench.in_flight);
         tasks.push(tokio::spawn(async move {
             let mut stream = tokio::net::TcpStream::connect(&addr)
                 .await

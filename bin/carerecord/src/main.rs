@@ -337,7 +337,10 @@ pub(crate) async fn seed_database(url: &str, dataset: &Dataset, batch: u64) -> a
     let people = dataset.people;
     // A bulk load into an empty database: no flush per commit (SQLite), one checkpoint
     // on a durable connection at the end. Interrupted, the database is not empty and
-    // seed refuses it: start again with a fresh file.
+    // seed refuses it: start again with a fresh file. Migrated first on a durable
+    // connection: a migration may rebuild a table, which on a file given by mistake must
+    // not run without flushes.
+    open(url).await?.close().await?;
     let (db, own_file) = match Database::connect_with(url, care_persistence::Pool::BULK_LOAD).await
     {
         Ok(db) => (db, true),
