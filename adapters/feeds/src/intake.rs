@@ -191,21 +191,12 @@ impl SharedIntake {
         !self.tx.is_closed()
     }
 
-    /// One HL7 v2 message, applied or quarantined in a unit shared with other
-    /// connections' messages; answered once that unit has committed. It is read and
-    /// mapped here, on the caller's task, so that the writer only writes.
-    pub async fn hl7_message(
-        &self,
-        index: usize,
-        raw: &[u8],
-    ) -> Result<MessageReport, IngestError> {
-        self.queue_hl7(index, raw, &InOrder::default()).await?.await
-    }
-
-    /// Queues one HL7 v2 message for the writer (read and mapped here first) and returns
-    /// its answer to wait for: a caller that queues several before waiting has them
-    /// written in the order queued, in as few units as the writer can, and none after
-    /// one that fails (`order`).
+    /// Queues one HL7 v2 message, to be applied or quarantined in a unit shared with
+    /// other connections' messages, and returns its answer to wait for (given once that
+    /// unit has committed). It is read and mapped here, on the caller's task, so that the
+    /// writer only writes. A caller that queues several before waiting has them written
+    /// in the order queued, in as few units as the writer can, and none after one that
+    /// fails (`order`).
     pub async fn queue_hl7(
         &self,
         index: usize,

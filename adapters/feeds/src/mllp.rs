@@ -10,8 +10,8 @@
 //! and nothing more is read from it until the ACKs of the frames already read are
 //! written (a sender that sends several before reading their ACKs — up to 64 taken at a
 //! time — has them queued together, written in as few units as the writer can, and none
-//! applied behind one that failed); at most `max_connections` connections are served at once (others wait in the
-//! kernel's backlog); a frame must arrive whole within a minute of its first byte and a
+//! applied behind one that failed); at most `max_connections` connections are served at
+//! once (others wait in the kernel's backlog); a frame must arrive whole within a minute of its first byte and a
 //! connection idle for five minutes between frames is closed. When storage fails the
 //! connection is closed without an ACK, so the sender sends the message again (applying
 //! is idempotent).
@@ -151,28 +151,26 @@ enum Writer {
 }
 
 /// A message's answer, to wait for.
-type Answer = std::pin::Pin<Box<dyn Future<Output = Result<MessageReport, IngestError>> + Send>>;
+type Answer<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<MessageReport, IngestError>> + Send + 'a>>;
 
 impl Writer {
     /// Hands over framed messages, in order, and returns their answers in the same
     /// order. A shared writer has them all queued at once (written in as few units as it
     /// can); a connection's own writer applies each only when its answer is awaited.
-    async fn queue_all(
-        &self,
+    async fn queue_all<'a>(
+        &'a self,
         first: usize,
-        frames: &[Vec<u8>],
+        frames: &'a [Vec<u8>],
         order: &InOrder,
-    ) -> Result<Vec<Answer>, IngestError> {
-        let mut answers: Vec<Answer> = Vec::with_capacity(frames.len());
+    ) -> Result<Vec<Answer<'a>>, IngestError> {
+        let mut answers: Vec<Answer<'a>> = Vec::with_capacity(frames.len());
         for (k, frame) in frames.iter().enumerate() {
             answers.push(match self {
                 Writer::Shared(shared) => {
                     Box::pin(shared.queue_hl7(first + k, frame, order).await?)
                 }
-                Writer::Own(intake) => {
-                    let (intake, frame) = (intake.clone(), frame.clone());
-                    Box::pin(async move { intake.hl7_message(first + k, &frame).await })
-                }
+                Writer::Own(intake) => Box::pin(intake.hl7_message(first + k, frame)),
             });
         }
         Ok(answers)

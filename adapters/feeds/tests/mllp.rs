@@ -107,6 +107,33 @@ const ADT: &str = "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101090000||ADT^A01|m1|P|2.4\r
                    EVN|A01|20260101090000\r\
                    PID|1||L1^^^RDZ^MR||Smith^Sam||19800101|F\r";
 
+/// An ADT about a new person with local id `local`, message control id `control`.
+fn adt(control: &str, local: &str) -> String {
+    ADT.replace("|m1|", &format!("|{control}|"))
+        .replace("L1^^^", &format!("{local}^^^"))
+}
+
+/// A message with no PID (it cannot say whom it is about: quarantined).
+fn no_pid(control: &str) -> String {
+    format!(
+        "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101090000||ADT^A01|{control}|P|2.4\rEVN|A01|20260101090000\r"
+    )
+}
+
+/// Messages framed one after another, to be sent in one write.
+fn framed_all(bodies: impl IntoIterator<Item = String>) -> Vec<u8> {
+    bodies.into_iter().flat_map(|body| frame(&body)).collect()
+}
+
+/// Every ACK in what a listener sent.
+fn acks_in(answers: &str) -> Vec<String> {
+    answers
+        .split('\u{1c}')
+        .filter(|ack| ack.contains("MSA"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Everything the listener sends until it closes the connection (or 10 s pass).
 async fn until_closed(stream: &mut TcpStream) -> String {
     let mut answer = Vec::new();
@@ -226,12 +253,9 @@ async fn share_units_and_answer_every_message(world: World) {
             let mut acks = Vec::new();
             for i in 0..25 {
                 let body = if c == 3 && i == 10 {
-                    // No PID: the message cannot say whom it is about.
-                    "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101090000||ADT^A01|bad|P|2.4\rEVN|A01|20260101090000\r"
-                        .to_owned()
+                    no_pid("bad")
                 } else {
-                    ADT.replace("|m1|", &format!("|c{c}m{i}|"))
-                        .replace("L1^^^", &format!("C{c}N{i}^^^"))
+                    adt(&format!("c{c}m{i}"), &format!("C{c}N{i}"))
                 };
                 acks.push(
                     ack_of(&mut stream, &body)
@@ -273,17 +297,10 @@ async fn messages_sent_ahead_of_their_acks_are_answered_in_order() {
     let accounts = accounts(&world).await;
     let addr = listen(&world, &accounts, pas_settings()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut sent = Vec::new();
-    for i in 0..150 {
-        let body = if i == 70 {
-            "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101090000||ADT^A01|bad|P|2.4\rEVN|A01|20260101090000\r"
-                .to_owned()
-        } else {
-            ADT.replace("|m1|", &format!("|p{i}|"))
-                .replace("L1^^^", &format!("P{i}^^^"))
-        };
-        sent.extend_from_slice(&frame(&body));
-    }
+    let sent = framed_all((0..150).map(|i| match i {
+        70 => no_pid("bad"),
+        _ => adt(&format!("p{i}"), &format!("P{i}")),
+    }));
     stream.write_all(&sent).await.unwrap();
     let mut answers = Vec::new();
     while answers.iter().filter(|b| **b == 0x1c).count() < 150 {
@@ -295,11 +312,7 @@ async fn messages_sent_ahead_of_their_acks_are_answered_in_order() {
         assert!(n > 0, "the listener answered every message before closing");
         answers.extend_from_slice(&chunk[..n]);
     }
-    let answers = String::from_utf8_lossy(&answers);
-    let acks: Vec<&str> = answers
-        .split('\u{1c}')
-        .filter(|a| a.contains("MSA"))
-        .collect();
+    let acks = acks_in(&String::from_utf8_lossy(&answers));
     assert_eq!(acks.len(), 150);
     for (i, ack) in acks.iter().enumerate() {
         if i == 70 {
@@ -390,7 +403,7 @@ async fn a_message_that_keeps_failing_does_not_take_its_neighbours_down() {
         tokio::spawn(async move {
             let mut tries = 0;
             // No PID: quarantined, and the quarantine fails for this one.
-            let body = "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101090000||ADT^A01|POISON|P|2.4\rEVN|A01|20260101090000\r";
+            let body = &no_pid("POISON");
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let mut stream = TcpStream::connect(addr).await.unwrap();
                 assert!(
@@ -410,9 +423,7 @@ async fn a_message_that_keeps_failing_does_not_take_its_neighbours_down() {
                 let mut stream = TcpStream::connect(addr).await.unwrap();
                 let mut i = 0;
                 while i < 300 {
-                    let body = ADT
-                        .replace("|m1|", &format!("|g{c}m{i}|"))
-                        .replace("L1^^^", &format!("G{c}N{i}^^^"));
+                    let body = adt(&format!("g{c}m{i}"), &format!("G{c}N{i}"));
                     match ack_of(&mut stream, &body).await {
                         Some(ack) => {
                             assert!(ack.contains(&format!("MSA|AA|g{c}m{i}")), "{ack}");
@@ -444,12 +455,7 @@ async fn a_message_that_keeps_failing_does_not_take_its_neighbours_down() {
 
 /// All the ACKs a listener sends until it closes the connection.
 async fn acks_until_closed(stream: &mut TcpStream) -> Vec<String> {
-    until_closed(stream)
-        .await
-        .split('\u{1c}')
-        .filter(|ack| ack.contains("MSA"))
-        .map(str::to_owned)
-        .collect()
+    acks_in(&until_closed(stream).await)
 }
 
 /// Messages sent ahead of their ACKs, one of which cannot be kept (a storage failure of
@@ -465,18 +471,11 @@ async fn after_a_message_that_fails_none_sent_behind_it_is_applied() {
     let accounts = accounts(&world).await;
     let addr = listen(&world, &accounts, pas_settings()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut sent = Vec::new();
-    for i in 0..12 {
-        let body = if i == 5 {
-            // No PID: quarantined, and the quarantine fails for this one.
-            "MSH|^~\\&|PAS|RDZ|CARE|DCR|20260101090000||ADT^A01|POISON|P|2.4\rEVN|A01|20260101090000\r"
-                .to_owned()
-        } else {
-            ADT.replace("|m1|", &format!("|f{i}|"))
-                .replace("L1^^^", &format!("F{i}^^^"))
-        };
-        sent.extend_from_slice(&frame(&body));
-    }
+    let sent = framed_all((0..12).map(|i| match i {
+        // No PID: quarantined, and the quarantine fails for this one.
+        5 => no_pid("POISON"),
+        _ => adt(&format!("f{i}"), &format!("F{i}")),
+    }));
     stream.write_all(&sent).await.unwrap();
     let acks = acks_until_closed(&mut stream).await;
     assert_eq!(acks.len(), 5, "the five before the failing one: {acks:?}");
@@ -497,13 +496,7 @@ async fn good_frames_before_broken_framing_are_answered_first() {
     let accounts = accounts(&world).await;
     let addr = listen(&world, &accounts, pas_settings()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut sent = Vec::new();
-    for i in 0..3 {
-        sent.extend_from_slice(&frame(
-            &ADT.replace("|m1|", &format!("|j{i}|"))
-                .replace("L1^^^", &format!("J{i}^^^")),
-        ));
-    }
+    let mut sent = framed_all((0..3).map(|i| adt(&format!("j{i}"), &format!("J{i}"))));
     sent.extend_from_slice(ADT.as_bytes());
     stream.write_all(&sent).await.unwrap();
     let acks = acks_until_closed(&mut stream).await;

@@ -33,9 +33,9 @@ impl MigratorTrait for Migrator {
 /// On SQLite, rebuilds `table` as `CREATE TABLE table definition` with every row
 /// (`columns`, copied in `order`), then creates its secondary indexes (from
 /// `crate::indexes`), `after` (its triggers) and its planner statistics (dropped with
-/// the old table): SQLite cannot change a table's kind or
-/// primary key in place. A no-op elsewhere (a table's layout there is SQLite's own
-/// business). Run it in the migration's transaction, so a failure leaves the old table.
+/// the old table): SQLite cannot change a table's kind or primary key in place. A no-op
+/// elsewhere (a table's layout there is SQLite's own business). Run it in the
+/// migration's transaction, so a failure leaves the old table.
 async fn rebuild_sqlite_table(
     manager: &SchemaManager<'_>,
     table: &str,
