@@ -386,17 +386,25 @@ impl care_application::QuarantineStore for FailsFor {
     }
 }
 
-/// A message that fails on its own, sent again and again by its connection, must not
-/// take down the sender's other connections that shared a unit with it (found by a
-/// second reader: it used to close them dozens of times).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_that_keeps_failing_does_not_take_its_neighbours_down() {
+/// A listening world over the in-memory adapters whose quarantine fails to keep any
+/// message holding "POISON" (in memory: a SQLite unit's own stores would not go through
+/// the failing one).
+async fn failing_to_keep_poison() -> (World, SocketAddr) {
     let base = World::new().await;
     let mut ports = base.services.ports().clone();
     ports.quarantine = Arc::new(FailsFor(ports.quarantine.clone()));
     let world = base.with_ports(ports);
     let accounts = accounts(&world).await;
     let addr = listen(&world, &accounts, pas_settings()).await;
+    (world, addr)
+}
+
+/// A message that fails on its own, sent again and again by its connection, must not
+/// take down the sender's other connections that shared a unit with it (found by a
+/// second reader: it used to close them dozens of times).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_failing_does_not_take_its_neighbours_down() {
+    let (_world, addr) = failing_to_keep_poison().await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poison = {
         let stop = stop.clone();
@@ -463,13 +471,7 @@ async fn acks_until_closed(stream: &mut TcpStream) -> Vec<String> {
 /// none after it was applied ahead of it (the sender sends them again, after it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_message_that_fails_none_sent_behind_it_is_applied() {
-    // In memory: a SQLite unit's own stores would not go through the failing one.
-    let base = World::new().await;
-    let mut ports = base.services.ports().clone();
-    ports.quarantine = Arc::new(FailsFor(ports.quarantine.clone()));
-    let world = base.with_ports(ports);
-    let accounts = accounts(&world).await;
-    let addr = listen(&world, &accounts, pas_settings()).await;
+    let (world, addr) = failing_to_keep_poison().await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let sent = framed_all((0..12).map(|i| match i {
         // No PID: quarantined, and the quarantine fails for this one.
