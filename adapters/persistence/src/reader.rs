@@ -197,21 +197,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_is_compiled_without_stat4() {
+    fn sqlite_is_compiled_as_configured() {
         // .cargo/config.toml: with STAT4, every new binding of a looked-at parameter
-        // recompiles the statement.
+        // recompiles the statement; memory management and memory statistics put a
+        // process-wide mutex under every page fetch and every allocation.
         let conn = rusqlite::Connection::open_in_memory().expect("open");
-        let used: i64 = conn
-            .query_row(
-                "SELECT sqlite_compileoption_used('ENABLE_STAT4')",
-                [],
-                |row| row.get(0),
-            )
-            .expect("compile options");
-        assert_eq!(
-            used, 0,
-            "SQLite was built with STAT4: see .cargo/config.toml"
-        );
+        for (option, wanted) in [
+            ("ENABLE_STAT4", 0),
+            ("ENABLE_MEMORY_MANAGEMENT", 0),
+            ("DEFAULT_MEMSTATUS=0", 1),
+        ] {
+            let used: i64 = conn
+                .query_row("SELECT sqlite_compileoption_used(?1)", [option], |row| {
+                    row.get(0)
+                })
+                .expect("compile options");
+            assert_eq!(
+                used, wanted,
+                "SQLite's compile option {option}: see .cargo/config.toml"
+            );
+        }
     }
 
     #[test]
