@@ -35,11 +35,11 @@ pub use ingest::{
 pub use oversight::{FeedSourceStatus, FeedStatus};
 pub use ports::{
     AccessPolicy, AccessRequest, AccountStore, AlertRepository, AuditError, AuditLog, Clock,
-    ConsentRepository, Decision, FeedFormat, FeedStores, IdGenerator, MessageOutcome, Organisation,
-    PasswordHasher, PersonRepository, QuarantineFilter, QuarantineStore, QuarantineSummary,
-    QuarantinedMessage, ReferralRepository, RepoError, Resolution, SecurityEvent,
-    SecurityEventKind, SecurityLog, SessionRecord, SessionStore, SourceInfo, SourceRegistry,
-    SubjectState, TokenHash, TokenSource, Unit, UnitOfWork, UserAccount,
+    ConsentRepository, Decision, Durable, FeedFormat, FeedStores, IdGenerator, MessageOutcome,
+    Organisation, PasswordHasher, PersonRepository, QuarantineFilter, QuarantineStore,
+    QuarantineSummary, QuarantinedMessage, ReferralRepository, RepoError, Resolution,
+    SecurityEvent, SecurityEventKind, SecurityLog, SessionRecord, SessionStore, SourceInfo,
+    SourceRegistry, SubjectState, TokenHash, TokenSource, Unit, UnitOfWork, UserAccount,
 };
 pub use quarantine::{QUARANTINE_PAGE_MAX, QuarantineList, Resubmission, WITHHELD};
 pub use reads::SEARCH_LIMIT;

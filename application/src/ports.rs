@@ -772,4 +772,16 @@ pub trait Unit: Send + Sync {
     fn stores(&self, outside: &FeedStores) -> FeedStores;
     /// Makes everything written through the unit durable and visible.
     async fn commit(self: Box<Self>) -> Result<(), RepoError>;
+    /// Commits, letting the database go to the next unit as soon as it can, and returns
+    /// what says when the commit is durable (a database that flushes its log after
+    /// letting go: SQLite). Nothing written through the unit may be acknowledged before
+    /// that has returned `Ok`; the caller may begin the next unit meanwhile.
+    async fn commit_then_flush(self: Box<Self>) -> Result<Durable, RepoError> {
+        self.commit().await?;
+        Ok(Box::pin(std::future::ready(Ok(()))))
+    }
 }
+
+/// Resolves when a committed unit is durable ([`Unit::commit_then_flush`]).
+pub type Durable =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RepoError>> + Send>>;

@@ -125,32 +125,46 @@ async fn write_loop(db: Database, mut rx: mpsc::Receiver<Pending>) {
             .flat_map(|p| p.events.iter().cloned())
             .collect();
         match write_batch(&db, events).await {
-            Ok(mut chained) => {
-                // Hand each caller its own events, in order.
-                for pending in batch {
-                    let rest = chained.split_off(pending.events.len().min(chained.len()));
-                    let mine = std::mem::replace(&mut chained, rest);
-                    let _ = pending.reply.send(Ok(mine));
-                }
+            // The callers are answered once the batch is durable; the next batch is
+            // written meanwhile (on SQLite the log's flush runs beside it).
+            Ok((chained, durable)) => {
+                tokio::spawn(async move {
+                    match durable.await {
+                        Ok(()) => answer(batch, chained),
+                        Err(e) => fail(batch, &e),
+                    }
+                });
             }
-            Err(e) => {
-                tracing::error!(target: "security", "audit append failed: {e}");
-                let message = e.to_string();
-                for pending in batch {
-                    let _ = pending.reply.send(Err(message.clone()));
-                }
-            }
+            Err(e) => fail(batch, &e),
         }
+    }
+}
+
+/// Hands each caller its own events, in order.
+fn answer(batch: Vec<Pending>, mut chained: Vec<ChainedEvent>) {
+    for pending in batch {
+        let rest = chained.split_off(pending.events.len().min(chained.len()));
+        let mine = std::mem::replace(&mut chained, rest);
+        let _ = pending.reply.send(Ok(mine));
+    }
+}
+
+fn fail(batch: Vec<Pending>, e: &RepoError) {
+    tracing::error!(target: "security", "audit append failed: {e}");
+    let message = e.to_string();
+    for pending in batch {
+        let _ = pending.reply.send(Err(message.clone()));
     }
 }
 
 /// One transaction: lock and read the head, link the events, insert them, move the head.
 /// It is a unit of work ([`Database::append_unit`]): on a SQLite file its statements run
 /// on the write connection, synchronously, without a thread handoff per statement.
+/// Returns the events as chained, and when they are durable.
 async fn write_batch(
     db: &Database,
     events: Vec<AuditEvent>,
-) -> Result<Vec<ChainedEvent>, RepoError> {
+) -> Result<(Vec<ChainedEvent>, care_application::Durable), RepoError> {
     let unit = db.append_unit().await?;
     let txn = unit.database();
     let lock = match db.backend() {
@@ -200,8 +214,8 @@ async fn write_batch(
     )
     .await
     .map_err(unexpected)?;
-    unit.end().await?;
-    Ok(chained)
+    let durable = unit.end_then_flush().await?;
+    Ok((chained, durable))
 }
 
 fn decode_head(row: &Row<'_>) -> Result<ChainHead, RepoError> {

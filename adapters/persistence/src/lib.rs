@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use care_application::{
-    AccessPolicy, AccountStore, Clock, FeedStores, IdGenerator, Ports, RepoError, SecurityLog,
-    SessionStore, Unit, UnitOfWork,
+    AccessPolicy, AccountStore, Clock, Durable, FeedStores, IdGenerator, Ports, RepoError,
+    SecurityLog, SessionStore, Unit, UnitOfWork,
 };
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
@@ -763,21 +763,36 @@ impl SqlUnit {
         &self.db
     }
 
-    /// Commits the unit, with the sources' activity it recorded.
+    /// Commits the unit, with the sources' activity it recorded, and returns once the
+    /// commit is durable.
     pub(crate) async fn end(&self) -> Result<(), RepoError> {
+        self.end_then_flush().await?.await
+    }
+
+    /// Commits the unit and lets the database go to the next writer; the returned
+    /// future says when the commit is durable (on a SQLite file the log's flush,
+    /// [`writer::LiteUnit::commit_then_flush`]; elsewhere it already is). Nothing the
+    /// unit wrote may be acknowledged before it has returned `Ok`.
+    pub(crate) async fn end_then_flush(&self) -> Result<Durable, RepoError> {
         self.tallies.write(&self.db).await?;
         match &self.tx {
-            UnitTx::Lite(unit) => unit.commit().await.map_err(unexpected),
+            UnitTx::Lite(unit) => {
+                let flush = unit.commit_then_flush().await.map_err(unexpected)?;
+                Ok(Box::pin(async move { flush.await.map_err(unexpected) }))
+            }
             UnitTx::Sea(tx) => {
                 // Taken out, the stores still held elsewhere fail instead of writing
                 // outside it.
                 let tx = tx.lock().await.take();
                 match tx {
-                    Some(tx) => tx.commit().await.map_err(unexpected),
-                    None => Err(RepoError::Unexpected(anyhow::anyhow!(
-                        "the unit of work had already ended"
-                    ))),
+                    Some(tx) => tx.commit().await.map_err(unexpected)?,
+                    None => {
+                        return Err(RepoError::Unexpected(anyhow::anyhow!(
+                            "the unit of work had already ended"
+                        )));
+                    }
                 }
+                Ok(Box::pin(std::future::ready(Ok(()))))
             }
         }
     }
@@ -801,5 +816,9 @@ impl Unit for SqlUnit {
 
     async fn commit(self: Box<Self>) -> Result<(), RepoError> {
         self.end().await
+    }
+
+    async fn commit_then_flush(self: Box<Self>) -> Result<Durable, RepoError> {
+        self.end_then_flush().await
     }
 }

@@ -12,8 +12,16 @@
 //! One connection serves the process's units, one after the other: a unit holds the
 //! process's write turn ([`crate::conn::Turn`]) from before `BEGIN IMMEDIATE` until it has
 //! ended, so no two units ever want it at once. What may wait — `BEGIN IMMEDIATE` (for
-//! another process's write lock, up to the busy timeout) and `COMMIT` (for the disk:
-//! `synchronous = FULL`) — runs on tokio's blocking pool, not on a runtime thread.
+//! another process's write lock, up to the busy timeout) and `COMMIT` — runs on tokio's
+//! blocking pool, not on a runtime thread.
+//!
+//! Durable commits, in two steps: the connection runs `synchronous = NORMAL`, so `COMMIT`
+//! writes the unit's pages to the log and lets the write lock and the turn go at once;
+//! then the log is flushed to the disk ([`Writer::flush_log`]), what `synchronous =
+//! FULL` would have done before letting them go. A writer that waits for the flush
+//! before it acknowledges anything (every caller does: [`LiteUnit::commit`], or the
+//! future [`LiteUnit::commit_then_flush`] returns) keeps FULL's promise, while the next
+//! unit writes during the flush.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +36,8 @@ use crate::reader::{Row, bind, lock, open, run};
 #[derive(Debug)]
 pub(crate) struct Writer {
     path: String,
+    /// The file's write-ahead log (`<path>-wal`), flushed after each commit.
+    log: String,
     cache_kib: u32,
     idle: Mutex<Option<Connection>>,
 }
@@ -37,6 +47,7 @@ impl Writer {
     /// mode), with `cache_mib` of page cache.
     pub(crate) fn new(path: String, cache_mib: u32) -> Self {
         Self {
+            log: format!("{path}-wal"),
             path,
             cache_kib: cache_mib.saturating_mul(1024),
             idle: Mutex::new(None),
@@ -53,7 +64,7 @@ impl Writer {
             self.cache_kib,
         )?;
         conn.execute_batch(&format!(
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
              PRAGMA wal_autocheckpoint = {};",
             crate::checkpoints::BACKSTOP
         ))?;
@@ -67,6 +78,21 @@ impl Writer {
     /// whatever PID namespace that process is in. Where it cannot tell, it answers yes.
     pub(crate) fn others_attached(&self) -> bool {
         shm_locked_by_others(&format!("{}-shm", self.path)).unwrap_or(true)
+    }
+
+    /// Makes every commit so far durable: flushes the log to the disk (what `COMMIT`
+    /// itself does under `synchronous = FULL`, before it lets the write lock go).
+    fn flush_log(&self) -> Result<(), SqlError> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.log)
+            .and_then(|log| log.sync_data())
+            .map_err(|e| {
+                SqlError::Other(anyhow::anyhow!(
+                    "the commit could not be made durable (flushing {}): {e}",
+                    self.log
+                ))
+            })
     }
 
     fn give_back(&self, conn: Connection) {
@@ -254,11 +280,26 @@ impl LiteUnit {
         }
     }
 
-    /// Commits, on the blocking pool (the disk flush), and hands the connection back;
-    /// the turn goes with it, once the commit is done, even if the caller stops waiting.
+    /// Commits, on the blocking pool, and hands the connection back; the turn goes with
+    /// it, once the commit is done, even if the caller stops waiting. Returns when the
+    /// commit is durable (see [`LiteUnit::commit_then_flush`]).
+    #[cfg(test)]
     pub(crate) async fn commit(&self) -> Result<(), SqlError> {
+        self.commit_then_flush().await?.await
+    }
+
+    /// Commits and hands the connection back, with the turn, before the commit is
+    /// durable: the connection runs `synchronous = NORMAL`, so `COMMIT` writes the log
+    /// but does not flush it. The returned future flushes it ([`Writer::flush_log`]):
+    /// only once it has returned `Ok` may anything the unit wrote be acknowledged. The
+    /// next unit writes meanwhile (a flush covers every commit before it: the log is
+    /// appended to in order, and SQLite's recovery keeps the longest valid prefix of it).
+    pub(crate) async fn commit_then_flush(
+        &self,
+    ) -> Result<impl Future<Output = Result<(), SqlError>> + Send + 'static + use<>, SqlError> {
         let open = lock(&self.open).take().ok_or_else(ended)?;
         let writer = self.writer.clone();
+        let flusher = writer.clone();
         tokio::task::spawn_blocking(move || {
             let committed = if open.conn.is_autocommit() {
                 Err(SqlError::Other(anyhow::anyhow!(
@@ -273,7 +314,12 @@ impl LiteUnit {
             committed
         })
         .await
-        .map_err(|e| SqlError::Other(anyhow::anyhow!("the commit did not finish: {e}")))?
+        .map_err(|e| SqlError::Other(anyhow::anyhow!("the commit did not finish: {e}")))??;
+        Ok(async move {
+            tokio::task::spawn_blocking(move || flusher.flush_log())
+                .await
+                .map_err(|e| SqlError::Other(anyhow::anyhow!("the flush did not finish: {e}")))?
+        })
     }
 
     /// Rolls back what the unit wrote, if it is still open, and hands the connection
@@ -362,6 +408,52 @@ mod tests {
 
     fn insert(id: i64) -> (&'static str, Vec<Value>) {
         ("INSERT INTO t (id) VALUES (?)", vec![Value::from(id)])
+    }
+
+    #[tokio::test]
+    async fn the_next_unit_writes_while_a_commit_is_flushed() {
+        let (_dir, writer, other) = file();
+        let first = writer.begin(None).await.expect("begin");
+        let (sql, values) = insert(1);
+        first.execute(sql, values).expect("insert");
+        let flushed = first.commit_then_flush().await.expect("commit");
+        // The write lock and the connection are free before the flush is awaited.
+        let second = writer
+            .begin(None)
+            .await
+            .expect("begin while the first flushes");
+        let (sql, values) = insert(2);
+        second.execute(sql, values).expect("insert");
+        second.commit().await.expect("commit");
+        flushed.await.expect("flushed");
+        assert_eq!(count(&other), 2);
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_log_cannot_be_flushed_is_not_reported_durable() {
+        let (dir, writer, other) = file();
+        // A writer whose log is somewhere it cannot be opened (as a failing disk would
+        // fail the flush).
+        let writer = Arc::new(Writer {
+            log: dir
+                .path()
+                .join("missing")
+                .join("w.db-wal")
+                .to_string_lossy()
+                .into_owned(),
+            ..Writer::new(writer.path.clone(), 1)
+        });
+        let unit = writer.begin(None).await.expect("begin");
+        let (sql, values) = insert(1);
+        unit.execute(sql, values).expect("insert");
+        let failed = unit.commit().await.expect_err("not durable");
+        assert!(
+            failed.to_string().contains("could not be made durable"),
+            "{failed}"
+        );
+        // Written, but never acknowledged: a sender sends it again (applying is
+        // idempotent), and the audit's callers get an error instead of the data.
+        assert_eq!(count(&other), 1);
     }
 
     #[tokio::test]
