@@ -420,6 +420,16 @@ impl FeedUnit {
     pub async fn commit(self) -> Result<(), IngestError> {
         self.unit.commit().await.map_err(IngestError::from)
     }
+
+    /// Commits, letting the database go to the next unit before the commit is durable,
+    /// and returns what says when it is ([`crate::Unit::commit_then_flush`]): only once
+    /// that has returned `Ok` may anything written through the unit be acknowledged.
+    pub async fn commit_then_flush(self) -> Result<crate::Durable, IngestError> {
+        self.unit
+            .commit_then_flush()
+            .await
+            .map_err(IngestError::from)
+    }
 }
 
 impl Services {

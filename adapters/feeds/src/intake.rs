@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use care_application::{
-    FeedFormat, FeedSession, FeedUnit, IngestCommand, IngestError, Rejected, Resubmission,
+    Durable, FeedFormat, FeedSession, FeedUnit, IngestCommand, IngestError, Rejected, Resubmission,
 };
 pub use care_application::{
     FeedReport as Report, MessageReport, MessageResult as Outcome, ResubmitError,
@@ -84,6 +84,16 @@ impl<'a> Units<'a> {
     /// Notes a message written in the open unit, and commits the unit if it is full, has
     /// been open long enough or another writer waits. Whether it committed.
     pub(crate) async fn written(&mut self) -> Result<bool, IngestError> {
+        match self.written_then_flush().await? {
+            Some(durable) => durable.await.map(|()| true).map_err(IngestError::from),
+            None => Ok(false),
+        }
+    }
+
+    /// [`Units::written`], returning when the commit it made (if any) is durable rather
+    /// than waiting for it: the next unit may be written meanwhile, but what the unit
+    /// held may be acknowledged only once that has returned `Ok`.
+    pub(crate) async fn written_then_flush(&mut self) -> Result<Option<Durable>, IngestError> {
         let capacity = self.session.unit_capacity();
         let full = self.open.as_mut().is_some_and(|open| {
             open.messages += 1;
@@ -92,28 +102,37 @@ impl<'a> Units<'a> {
                 || open.unit.others_waiting()
         });
         if full {
-            self.commit().await?;
+            Ok(Some(self.commit_then_flush().await?))
+        } else {
+            Ok(None)
         }
-        Ok(full)
     }
 
-    async fn commit(&mut self) -> Result<(), IngestError> {
+    async fn commit_then_flush(&mut self) -> Result<Durable, IngestError> {
         match self.open.take() {
             Some(open) => {
                 let several = self.session.unit_capacity() > 1;
-                open.unit.commit().await?;
+                let durable = open.unit.commit_then_flush().await?;
                 if self.share && several && self.session.others_attached() {
                     tokio::time::sleep(open.since.elapsed().min(UNIT_OPEN_FOR)).await;
                 }
-                Ok(())
+                Ok(durable)
             }
-            None => Ok(()),
+            None => Ok(Box::pin(std::future::ready(Ok(())))),
         }
     }
 
     /// Commits what is still open: only then may the submission be acknowledged.
-    pub(crate) async fn finish(mut self) -> Result<(), IngestError> {
-        self.commit().await
+    pub(crate) async fn finish(self) -> Result<(), IngestError> {
+        self.finish_then_flush()
+            .await?
+            .await
+            .map_err(IngestError::from)
+    }
+
+    /// [`Units::finish`], returning when the commit is durable rather than waiting.
+    pub(crate) async fn finish_then_flush(mut self) -> Result<Durable, IngestError> {
+        self.commit_then_flush().await
     }
 }
 
@@ -135,7 +154,10 @@ struct Waiting {
 /// One sender's messages in the order it sent them (an MLLP connection's): once one of
 /// them is answered with an error (its own write failed, or its unit's commit), those
 /// it queued after it are refused, not written: the sender sends them again after it,
-/// and none is applied ahead of an earlier one.
+/// and none is applied ahead of an earlier one. (A unit whose commit could not be made
+/// durable is known to have failed only after the next unit was written: messages of
+/// that next unit were applied after it, in order, and are answered as their own unit
+/// turns out.)
 #[derive(Debug, Clone)]
 pub struct InOrder(std::sync::Arc<Places>);
 
@@ -268,13 +290,9 @@ async fn share_units(session: FeedSession, mut rx: tokio::sync::mpsc::Receiver<W
                     continue 'units;
                 }
             }
-            match units.written().await {
-                Ok(true) => {
-                    for (message, report) in held.drain(..) {
-                        let _ = message.reply.send(Ok(report));
-                    }
-                }
-                Ok(false) => {}
+            match units.written_then_flush().await {
+                Ok(Some(durable)) => answer_when(durable, std::mem::take(&mut held)),
+                Ok(None) => {}
                 Err(e) => {
                     commit_failed = Some(e.to_string());
                     break;
@@ -287,19 +305,38 @@ async fn share_units(session: FeedSession, mut rx: tokio::sync::mpsc::Receiver<W
             }
         }
         // Nothing more waiting: commit what the unit holds.
-        let finished = match commit_failed {
-            Some(why) => Err(why),
-            None => units.finish().await.map_err(|e| e.to_string()),
-        };
-        for (message, report) in held {
-            let _ = message.reply.send(match &finished {
-                Ok(()) => Ok(report),
-                Err(why) => {
-                    message.order.failed_at(message.place);
-                    Err(why.clone())
-                }
-            });
+        match commit_failed {
+            Some(why) => answer(held, &Err(why)),
+            None => match units.finish_then_flush().await {
+                Ok(durable) => answer_when(durable, held),
+                Err(e) => answer(held, &Err(e.to_string())),
+            },
         }
+    }
+}
+
+/// Answers a committed unit's messages once it is durable, from a task of its own: the
+/// writer goes on to the next unit meanwhile (see [`FeedUnit::commit_then_flush`]).
+fn answer_when(durable: Durable, held: Vec<(Waiting, MessageReport)>) {
+    if held.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let flushed = durable.await.map_err(|e| IngestError::from(e).to_string());
+        answer(held, &flushed);
+    });
+}
+
+/// Answers a unit's messages: each its report if the unit is durable, else the error.
+fn answer(held: Vec<(Waiting, MessageReport)>, unit: &Result<(), String>) {
+    for (message, report) in held {
+        let _ = message.reply.send(match unit {
+            Ok(()) => Ok(report),
+            Err(why) => {
+                message.order.failed_at(message.place);
+                Err(why.clone())
+            }
+        });
     }
 }
 

@@ -508,3 +508,59 @@ async fn good_frames_before_broken_framing_are_answered_first() {
     }
     assert!(acks[3].contains("MSA|AR"), "{}", acks[3]);
 }
+
+/// Units whose commits are never made durable: the flush after each commit fails (a
+/// disk that fails under the log), as the SQLite write connection reports it.
+struct NeverDurable(Arc<dyn care_application::UnitOfWork>);
+
+struct NotFlushed(Box<dyn care_application::Unit>);
+
+#[async_trait]
+impl care_application::UnitOfWork for NeverDurable {
+    async fn begin(&self) -> Result<Box<dyn care_application::Unit>, RepoError> {
+        Ok(Box::new(NotFlushed(self.0.begin().await?)))
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+#[async_trait]
+impl care_application::Unit for NotFlushed {
+    fn stores(&self, outside: &care_application::FeedStores) -> care_application::FeedStores {
+        self.0.stores(outside)
+    }
+    async fn commit(self: Box<Self>) -> Result<(), RepoError> {
+        Err(RepoError::Unexpected(anyhow::anyhow!(
+            "the log's flush failed"
+        )))
+    }
+    async fn commit_then_flush(self: Box<Self>) -> Result<care_application::Durable, RepoError> {
+        self.0.commit().await?;
+        Ok(Box::pin(std::future::ready(Err(RepoError::Unexpected(
+            anyhow::anyhow!("the log's flush failed"),
+        )))))
+    }
+}
+
+/// A message whose unit committed but could not be made durable is never acknowledged:
+/// the shared writer answers a unit only once its commit is durable (it writes the next
+/// unit meanwhile), so the sender gets no AA and sends it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_not_made_durable_is_not_acknowledged() {
+    let base = World::new().await;
+    let mut ports = base.services.ports().clone();
+    ports.units = Arc::new(NeverDurable(ports.units.clone()));
+    let world = base.with_ports(ports);
+    let accounts = accounts(&world).await;
+    let addr = listen(&world, &accounts, pas_settings()).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&framed_all(
+            (0..3).map(|i| adt(&format!("d{i}"), &format!("D{i}"))),
+        ))
+        .await
+        .unwrap();
+    let acks = acks_until_closed(&mut stream).await;
+    assert!(acks.is_empty(), "nothing acknowledged: {acks:?}");
+}
