@@ -21,7 +21,13 @@
 //! FULL` would have done before letting them go. A writer that waits for the flush
 //! before it acknowledges anything (every caller does: [`LiteUnit::commit`], or the
 //! future [`LiteUnit::commit_then_flush`] returns) keeps FULL's promise, while the next
-//! unit writes during the flush.
+//! unit writes during the flush. The flush goes through one descriptor held open from
+//! before the unit wrote (so it hears of any failed write-back), and a failed flush
+//! stops the writer until a restart ([`Writer::flush_log`]). What FULL did not allow:
+//! a commit is visible to readers for the length of one flush (about a millisecond here)
+//! before it is durable, so a read in that window may show a message that a power cut
+//! in the same window then takes back. Its sender was not answered, and sends it again:
+//! nothing acknowledged is lost, and what came back is what was taken.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,8 +44,39 @@ pub(crate) struct Writer {
     path: String,
     /// The file's write-ahead log (`<path>-wal`), flushed after each commit.
     log: String,
+    /// The log, held open from a unit's `BEGIN IMMEDIATE` on (re-opened only if the path
+    /// names another file: SQLite deletes the log when its last connection closes, after
+    /// copying all of it into the database). Linux reports a write-back error once to
+    /// each open descriptor: one opened afresh for each flush would miss an error that
+    /// another descriptor (the checkpoint thread's) had already been told of.
+    log_file: Mutex<Option<(std::fs::File, FileId)>>,
+    /// Set once a flush has failed: the disk may have dropped pages that later commits
+    /// build on (and would flush "successfully"), so the writer refuses to write any
+    /// more, as PostgreSQL stops on a failed fsync. A restart recovers the longest valid
+    /// log; what was not acknowledged is sent again.
+    failed: std::sync::atomic::AtomicBool,
+    /// Tests: the next flush fails, as a disk's would.
+    #[cfg(test)]
+    fail_next_flush: std::sync::atomic::AtomicBool,
     cache_kib: u32,
     idle: Mutex<Option<Connection>>,
+}
+
+/// Which file a path named when it was opened (device and inode; elsewhere than Unix,
+/// the first file opened is kept).
+type FileId = Option<(u64, u64)>;
+
+fn file_id(meta: &std::fs::Metadata) -> FileId {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
 }
 
 impl Writer {
@@ -48,6 +85,10 @@ impl Writer {
     pub(crate) fn new(path: String, cache_mib: u32) -> Self {
         Self {
             log: format!("{path}-wal"),
+            log_file: Mutex::new(None),
+            failed: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fail_next_flush: std::sync::atomic::AtomicBool::new(false),
             path,
             cache_kib: cache_mib.saturating_mul(1024),
             idle: Mutex::new(None),
@@ -80,19 +121,49 @@ impl Writer {
         shm_locked_by_others(&format!("{}-shm", self.path)).unwrap_or(true)
     }
 
+    /// Opens the log to flush it through, unless the descriptor held is still of the
+    /// file at its path. Called with the write lock held, before a unit writes: every
+    /// write of the unit's frames happens after the descriptor was opened, so a flush
+    /// through it hears of any that failed.
+    fn hold_log(&self) -> std::io::Result<()> {
+        let mut held = lock(&self.log_file);
+        let current = file_id(&std::fs::metadata(&self.log)?);
+        if held.as_ref().is_none_or(|(_, id)| *id != current) {
+            let file = std::fs::OpenOptions::new().write(true).open(&self.log)?;
+            *held = Some((file, current));
+        }
+        Ok(())
+    }
+
     /// Makes every commit so far durable: flushes the log to the disk (what `COMMIT`
-    /// itself does under `synchronous = FULL`, before it lets the write lock go).
+    /// itself does under `synchronous = FULL`, before it lets the write lock go). A
+    /// failure stops the writer for good ([`Writer::failed`]).
     fn flush_log(&self) -> Result<(), SqlError> {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&self.log)
-            .and_then(|log| log.sync_data())
-            .map_err(|e| {
-                SqlError::Other(anyhow::anyhow!(
-                    "the commit could not be made durable (flushing {}): {e}",
-                    self.log
-                ))
-            })
+        use std::sync::atomic::Ordering;
+        let failure = |e: &dyn std::fmt::Display| {
+            SqlError::Other(anyhow::anyhow!(
+                "the commit could not be made durable (flushing {}): {e}",
+                self.log
+            ))
+        };
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(failure(&"an earlier flush failed; restart the server"));
+        }
+        #[cfg(test)]
+        if self.fail_next_flush.swap(false, Ordering::SeqCst) {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(failure(&"injected by a test"));
+        }
+        let flushed = match lock(&self.log_file).as_ref() {
+            Some((file, _)) => file.sync_data(),
+            None => Err(std::io::Error::other("the log was never opened")),
+        };
+        flushed.map_err(|e| {
+            self.failed.store(true, Ordering::SeqCst);
+            tracing::error!(target: "security", log = %self.log, error = %e,
+                "flushing the database's log failed: no more writes until a restart");
+            failure(&e)
+        })
     }
 
     fn give_back(&self, conn: Connection) {
@@ -110,8 +181,22 @@ impl Writer {
                 Some(conn) => conn,
                 None => writer.open()?,
             };
+            if writer.failed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(SqlError::Other(anyhow::anyhow!(
+                    "a flush of the database's log failed earlier: nothing more is written \
+                     until the server restarts"
+                )));
+            }
             conn.execute_batch("BEGIN IMMEDIATE")?;
-            Ok::<_, rusqlite::Error>(Open { conn, turn })
+            if let Err(e) = writer.hold_log() {
+                let _ = conn.execute_batch("ROLLBACK");
+                writer.give_back(conn);
+                return Err(SqlError::Other(anyhow::anyhow!(
+                    "cannot open the database's log {}: {e}",
+                    writer.log
+                )));
+            }
+            Ok::<_, SqlError>(Open { conn, turn })
         })
         .await
         .map_err(|e| SqlError::Other(anyhow::anyhow!("the unit could not begin: {e}")))??;
@@ -416,8 +501,9 @@ mod tests {
         let first = writer.begin(None).await.expect("begin");
         let (sql, values) = insert(1);
         first.execute(sql, values).expect("insert");
-        let flushed = first.commit_then_flush().await.expect("commit");
-        // The write lock and the connection are free before the flush is awaited.
+        let flushed = tokio::spawn(first.commit_then_flush().await.expect("commit"));
+        // The write lock and the connection are free while the first unit's log is
+        // flushed.
         let second = writer
             .begin(None)
             .await
@@ -425,35 +511,65 @@ mod tests {
         let (sql, values) = insert(2);
         second.execute(sql, values).expect("insert");
         second.commit().await.expect("commit");
-        flushed.await.expect("flushed");
+        flushed.await.expect("the flush ran").expect("flushed");
         assert_eq!(count(&other), 2);
     }
 
     #[tokio::test]
-    async fn a_commit_whose_log_cannot_be_flushed_is_not_reported_durable() {
-        let (dir, writer, other) = file();
-        // A writer whose log is somewhere it cannot be opened (as a failing disk would
-        // fail the flush).
-        let writer = Arc::new(Writer {
-            log: dir
-                .path()
-                .join("missing")
-                .join("w.db-wal")
-                .to_string_lossy()
-                .into_owned(),
-            ..Writer::new(writer.path.clone(), 1)
-        });
+    async fn a_failed_flush_is_not_reported_durable_and_stops_the_writer() {
+        let (_dir, writer, other) = file();
         let unit = writer.begin(None).await.expect("begin");
         let (sql, values) = insert(1);
         unit.execute(sql, values).expect("insert");
+        writer
+            .fail_next_flush
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let failed = unit.commit().await.expect_err("not durable");
         assert!(
             failed.to_string().contains("could not be made durable"),
             "{failed}"
         );
-        // Written, but never acknowledged: a sender sends it again (applying is
-        // idempotent), and the audit's callers get an error instead of the data.
+        // Committed, but never acknowledged: a sender sends it again (applying is
+        // idempotent), and an audit's callers get an error instead of the data.
         assert_eq!(count(&other), 1);
+        // The disk may have dropped what later commits would build on: no more units.
+        let refused = writer
+            .begin(None)
+            .await
+            .expect_err("no unit after a failed flush");
+        assert!(refused.to_string().contains("restarts"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_log_replaced_under_the_writer_is_opened_again() {
+        let (dir, writer, other) = file();
+        let unit = writer.begin(None).await.expect("begin");
+        let (sql, values) = insert(1);
+        unit.execute(sql, values).expect("insert");
+        unit.commit().await.expect("commit");
+        // Every connection closes: SQLite copies the log into the file and deletes it;
+        // the next connection makes a new one.
+        drop(lock(&writer.idle).take());
+        drop(other);
+        assert!(
+            !std::path::Path::new(&writer.log).exists(),
+            "the log went with the last connection"
+        );
+        let other = Connection::open(dir.path().join("w.db")).expect("open");
+        let unit = writer.begin(None).await.expect("begin on the new log");
+        let (sql, values) = insert(2);
+        unit.execute(sql, values).expect("insert");
+        unit.commit().await.expect("flushed through the new log");
+        let held = lock(&writer.log_file)
+            .as_ref()
+            .map(|(_, id)| *id)
+            .expect("a log held");
+        let current = file_id(&std::fs::metadata(&writer.log).expect("the log"));
+        assert_eq!(
+            held, current,
+            "the descriptor is of the log at the path now"
+        );
+        assert_eq!(count(&other), 2);
     }
 
     #[tokio::test]
