@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use care_access_audit::{AuditEvent, ChainHead, ChainedEvent, Hash};
-use care_application::{AuditError, AuditLog, RepoError};
+use care_application::{AuditError, AuditLog, Durable, RepoError};
 use care_kernel::{PersonId, Timestamp};
 use sea_orm::{DbBackend, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -164,7 +164,7 @@ fn fail(batch: Vec<Pending>, e: &RepoError) {
 async fn write_batch(
     db: &Database,
     events: Vec<AuditEvent>,
-) -> Result<(Vec<ChainedEvent>, care_application::Durable), RepoError> {
+) -> Result<(Vec<ChainedEvent>, Durable), RepoError> {
     let unit = db.append_unit().await?;
     let txn = unit.database();
     let lock = match db.backend() {
