@@ -548,7 +548,16 @@ impl care_application::Unit for NotFlushed {
 /// unit meanwhile), so the sender gets no AA and sends it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unit_not_made_durable_is_not_acknowledged() {
-    let base = World::new().await;
+    not_durable_not_acknowledged(World::new().await).await;
+}
+
+/// The same over a SQLite file, through its units of work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_not_made_durable_is_not_acknowledged_on_sqlite() {
+    not_durable_not_acknowledged(World::on_sqlite().await).await;
+}
+
+async fn not_durable_not_acknowledged(base: World) {
     let mut ports = base.services.ports().clone();
     ports.units = Arc::new(NeverDurable(ports.units.clone()));
     let world = base.with_ports(ports);
@@ -557,10 +566,14 @@ async fn a_unit_not_made_durable_is_not_acknowledged() {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(&framed_all(
-            (0..3).map(|i| adt(&format!("d{i}"), &format!("D{i}"))),
+            (0..40).map(|i| adt(&format!("d{i}"), &format!("D{i}"))),
         ))
         .await
         .unwrap();
     let acks = acks_until_closed(&mut stream).await;
     assert!(acks.is_empty(), "nothing acknowledged: {acks:?}");
+    assert!(
+        world.with_local_id("D0").await.is_some(),
+        "the first message was written and committed, only not made durable"
+    );
 }
