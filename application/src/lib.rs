@@ -40,6 +40,7 @@ pub use ports::{
     QuarantineSummary, QuarantinedMessage, ReferralRepository, RepoError, Resolution,
     SecurityEvent, SecurityEventKind, SecurityLog, SessionRecord, SessionStore, SourceInfo,
     SourceRegistry, SubjectState, TokenHash, TokenSource, Unit, UnitOfWork, UserAccount,
+    durable_already,
 };
 pub use quarantine::{QUARANTINE_PAGE_MAX, QuarantineList, Resubmission, WITHHELD};
 pub use reads::SEARCH_LIMIT;

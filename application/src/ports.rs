@@ -778,10 +778,15 @@ pub trait Unit: Send + Sync {
     /// that has returned `Ok`; the caller may begin the next unit meanwhile.
     async fn commit_then_flush(self: Box<Self>) -> Result<Durable, RepoError> {
         self.commit().await?;
-        Ok(Box::pin(std::future::ready(Ok(()))))
+        Ok(durable_already())
     }
 }
 
 /// Resolves when a committed unit is durable ([`Unit::commit_then_flush`]).
 pub type Durable =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RepoError>> + Send>>;
+
+/// A [`Durable`] for a commit that was durable when it returned (or nothing committed).
+pub fn durable_already() -> Durable {
+    Box::pin(std::future::ready(Ok(())))
+}

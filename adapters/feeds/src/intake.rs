@@ -118,7 +118,7 @@ impl<'a> Units<'a> {
                 }
                 Ok(durable)
             }
-            None => Ok(Box::pin(std::future::ready(Ok(())))),
+            None => Ok(care_application::durable_already()),
         }
     }
 

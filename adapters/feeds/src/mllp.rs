@@ -11,10 +11,10 @@
 //! written (a sender that sends several before reading their ACKs — up to 64 taken at a
 //! time — has them queued together, written in as few units as the writer can, and none
 //! applied behind one that failed); at most `max_connections` connections are served at
-//! once (others wait in the kernel's backlog); a frame must arrive whole within a minute of its first byte and a
-//! connection idle for five minutes between frames is closed. When storage fails the
-//! connection is closed without an ACK, so the sender sends the message again (applying
-//! is idempotent).
+//! once (others wait in the kernel's backlog); a frame must arrive whole within a minute
+//! of its first byte and a connection idle for five minutes between frames is closed.
+//! When storage fails the connection is closed without an ACK, so the sender sends the
+//! message again (applying is idempotent).
 //!
 //! The source is the configured feed account's, never MSH-3/MSH-4's.
 

@@ -792,7 +792,7 @@ impl SqlUnit {
                         )));
                     }
                 }
-                Ok(Box::pin(std::future::ready(Ok(()))))
+                Ok(care_application::durable_already())
             }
         }
     }

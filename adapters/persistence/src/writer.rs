@@ -135,6 +135,18 @@ impl Writer {
         Ok(())
     }
 
+    /// Refuses once a flush has failed ([`Writer::failed`]).
+    fn not_stopped(&self) -> Result<(), SqlError> {
+        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SqlError::Other(anyhow::anyhow!(
+                "a flush of the database's log {} failed earlier: nothing more is written \
+                 until the server restarts",
+                self.log
+            )));
+        }
+        Ok(())
+    }
+
     /// Makes every commit so far durable: flushes the log to the disk (what `COMMIT`
     /// itself does under `synchronous = FULL`, before it lets the write lock go). A
     /// failure stops the writer for good ([`Writer::failed`]).
@@ -146,9 +158,7 @@ impl Writer {
                 self.log
             ))
         };
-        if self.failed.load(Ordering::SeqCst) {
-            return Err(failure(&"an earlier flush failed; restart the server"));
-        }
+        self.not_stopped()?;
         #[cfg(test)]
         if self.fail_next_flush.swap(false, Ordering::SeqCst) {
             self.failed.store(true, Ordering::SeqCst);
@@ -176,17 +186,12 @@ impl Writer {
     pub(crate) async fn begin(self: &Arc<Self>, turn: Option<Turn>) -> Result<LiteUnit, SqlError> {
         let writer = self.clone();
         let conn = tokio::task::spawn_blocking(move || {
+            writer.not_stopped()?;
             let idle = lock(&writer.idle).take();
             let conn = match idle {
                 Some(conn) => conn,
                 None => writer.open()?,
             };
-            if writer.failed.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(SqlError::Other(anyhow::anyhow!(
-                    "a flush of the database's log failed earlier: nothing more is written \
-                     until the server restarts"
-                )));
-            }
             conn.execute_batch("BEGIN IMMEDIATE")?;
             if let Err(e) = writer.hold_log() {
                 let _ = conn.execute_batch("ROLLBACK");
