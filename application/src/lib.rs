@@ -35,12 +35,12 @@ pub use ingest::{
 pub use oversight::{FeedSourceStatus, FeedStatus};
 pub use ports::{
     AccessPolicy, AccessRequest, AccountStore, AlertRepository, AuditError, AuditLog, Clock,
-    ConsentRepository, Decision, Durable, FeedFormat, FeedStores, IdGenerator, MessageOutcome,
-    Organisation, PasswordHasher, PersonRepository, QuarantineFilter, QuarantineStore,
-    QuarantineSummary, QuarantinedMessage, ReferralRepository, RepoError, Resolution,
-    SecurityEvent, SecurityEventKind, SecurityLog, SessionRecord, SessionStore, SourceInfo,
-    SourceRegistry, SubjectState, TokenHash, TokenSource, Unit, UnitOfWork, UserAccount,
-    durable_already,
+    ConsentRepository, Decision, Durable, FeedFormat, FeedStores, HeldRecord, IdGenerator,
+    ItemStores, MessageOutcome, Organisation, PasswordHasher, PersonRepository, QuarantineFilter,
+    QuarantineStore, QuarantineSummary, QuarantinedMessage, ReferralRepository, RepoError,
+    Resolution, SecurityEvent, SecurityEventKind, SecurityLog, SessionRecord, SessionStore,
+    SourceInfo, SourceRegistry, SubjectState, TokenHash, TokenSource, Unit, UnitOfWork,
+    UserAccount, durable_already,
 };
 pub use quarantine::{QUARANTINE_PAGE_MAX, QuarantineList, Resubmission, WITHHELD};
 pub use reads::SEARCH_LIMIT;
@@ -215,27 +215,43 @@ impl Services {
     }
 
     /// The live record for an id, following merges to the survivor, with its consent
-    /// level (read together: one query on a database).
+    /// level, and if `with_items` the alerts and referrals filed under its id (else
+    /// none): read together, one query on a database.
     async fn load_live(
         &self,
         id: PersonId,
-    ) -> Result<Option<(Person, care_consent::ConsentLevel)>, RepoError> {
+        with_items: bool,
+    ) -> Result<Option<(HeldRecord, care_consent::ConsentLevel)>, RepoError> {
+        let (people, consent) = (&self.ports.people, self.ports.consent.as_ref());
         let mut next = id;
         for _ in 0..MAX_MERGE_HOPS {
-            match self
-                .ports
-                .people
-                .get_with_consent(next, self.ports.consent.as_ref())
-                .await?
-            {
-                None => return Ok(None),
-                Some((p, consent)) => match p.merged_into() {
-                    None => {
-                        let level = consent_level(&p, consent.as_ref());
-                        return Ok(Some((p, level)));
-                    }
-                    Some(survivor) => next = survivor,
-                },
+            let read = if with_items {
+                let stores = ItemStores {
+                    consent,
+                    alerts: self.ports.alerts.as_ref(),
+                    referrals: self.ports.referrals.as_ref(),
+                };
+                people.get_with_items(next, stores).await?
+            } else {
+                people
+                    .get_with_consent(next, consent)
+                    .await?
+                    .map(|(person, consent)| HeldRecord {
+                        person,
+                        consent,
+                        alerts: Vec::new(),
+                        referrals: Vec::new(),
+                    })
+            };
+            let Some(held) = read else {
+                return Ok(None);
+            };
+            match held.person.merged_into() {
+                None => {
+                    let level = consent_level(&held.person, held.consent.as_ref());
+                    return Ok(Some((held, level)));
+                }
+                Some(survivor) => next = survivor,
             }
         }
         Ok(None)
@@ -267,19 +283,32 @@ impl Services {
         access: Access<'_>,
         id: PersonId,
     ) -> Result<(Person, SubjectState, AuditReceipt), AccessError> {
+        let (held, subject, receipt) = self.gate_record(access, id, false).await?;
+        Ok((held.person, subject, receipt))
+    }
+
+    /// [`Self::gate_person`], and if `with_items` the alerts and referrals filed under
+    /// the record, read in the same query (a record summary shows both; they are
+    /// dropped unseen if the gate refuses).
+    async fn gate_record(
+        &self,
+        access: Access<'_>,
+        id: PersonId,
+        with_items: bool,
+    ) -> Result<(HeldRecord, SubjectState, AuditReceipt), AccessError> {
         self.refuse_early(&access).await?;
         let today = self.today(access.at);
         // Person and consent in one read: on a database an unknown id and a hidden
         // (opted-out) person cost the same one query before they are refused (in memory,
         // one lookup against two: nanoseconds, and the HTTP adapter holds every
         // no-record answer to the same floor anyway).
-        let Some((person, consent)) = self.load_live(id).await? else {
+        let Some((held, consent)) = self.load_live(id, with_items).await? else {
             return Err(self.refuse_unknown(&access).await);
         };
-        let subject = subject_of(&person, consent, access.actor, today);
+        let subject = subject_of(&held.person, consent, access.actor, today);
         let receipt = self
-            .gate(&access.about(Some(person.id()), Some(subject)))
+            .gate(&access.about(Some(held.person.id()), Some(subject)))
             .await?;
-        Ok((person, subject, receipt))
+        Ok((held, subject, receipt))
     }
 }

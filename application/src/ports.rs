@@ -33,9 +33,41 @@ pub enum RepoError {
     Unexpected(#[from] anyhow::Error),
 }
 
+/// The stores of one record that [`PersonRepository::get_with_items`] reads beside the
+/// people.
+#[derive(Clone, Copy)]
+pub struct ItemStores<'a> {
+    /// Consent.
+    pub consent: &'a dyn ConsentRepository,
+    /// Alerts.
+    pub alerts: &'a dyn AlertRepository,
+    /// Referrals.
+    pub referrals: &'a dyn ReferralRepository,
+}
+
+impl std::fmt::Debug for ItemStores<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ItemStores { .. }")
+    }
+}
+
+/// A record with its consent and the items filed under its id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldRecord {
+    /// The record (merged-away ones included).
+    pub person: Person,
+    /// The consent held for its NHS number, if any.
+    pub consent: Option<Consent>,
+    /// The alerts filed under its id, in no particular order.
+    pub alerts: Vec<Alert>,
+    /// The referrals filed under its id, most recently received first, then by id.
+    pub referrals: Vec<Referral>,
+}
+
 /// People. Contract:
 /// - `get` returns the record with that id, merged-away records included, else `None`;
-///   `get_with_consent` the same with the consent held for its NHS number.
+///   `get_with_consent` the same with the consent held for its NHS number, and
+///   `get_with_items` with that and the alerts and referrals filed under its id.
 /// - `find_by_identifier` returns the one live (not merged-away) record holding it;
 ///   `find_by_identifiers` the records holding any of several, each once, in no order.
 /// - `search` returns live records that [`Person::matches`] the criteria, ordered by id,
@@ -67,6 +99,29 @@ pub trait PersonRepository: Send + Sync {
             None => None,
         };
         Ok(Some((person, held)))
+    }
+    /// What a record summary reads: the record with its consent (as
+    /// [`Self::get_with_consent`]) and the alerts and referrals filed under its id (as
+    /// [`AlertRepository::list_with_referrals`]), from the same record's stores. A store
+    /// that holds them all (a database) reads them in one query instead.
+    async fn get_with_items(
+        &self,
+        id: PersonId,
+        stores: ItemStores<'_>,
+    ) -> Result<Option<HeldRecord>, RepoError> {
+        let Some((person, consent)) = self.get_with_consent(id, stores.consent).await? else {
+            return Ok(None);
+        };
+        let (alerts, referrals) = stores
+            .alerts
+            .list_with_referrals(id, stores.referrals)
+            .await?;
+        Ok(Some(HeldRecord {
+            person,
+            consent,
+            alerts,
+            referrals,
+        }))
     }
     /// The live records holding any of `ids`, each once: none, one, or several when the
     /// identifiers name different records. (A store that can answer in one query

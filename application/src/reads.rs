@@ -8,7 +8,7 @@ use care_consent::ConsentLevel;
 use care_kernel::{Action, Actor, PersonId, Timestamp};
 use care_person::{NhsNumber, Person, SearchCriteria};
 
-use crate::ports::{Decision, SubjectState};
+use crate::ports::{Decision, HeldRecord, SubjectState};
 use crate::views::{
     GpSummary, GpSummaryState, PersonSummary, ReferralList, SearchHit, SearchResults,
     SourceDemographics, SourceFreshness,
@@ -119,7 +119,13 @@ impl Services {
         let now = self.now();
         let today = self.today(now);
         let read = Access::new(actor, now, Action::ReadDemographics).on("summary");
-        let (person, subject, receipt) = self.gate_person(read.clone(), id).await?;
+        let (held, subject, receipt) = self.gate_record(read.clone(), id, true).await?;
+        let HeldRecord {
+            person,
+            alerts,
+            referrals,
+            ..
+        } = held;
         let look = read.about(Some(person.id()), Some(subject));
         let banner_allowed =
             self.decide(&look.for_action(Action::ReadBannerAlerts)) == Decision::Permit;
@@ -127,9 +133,20 @@ impl Services {
         // may not see referrals must not learn from it that a council holds one.
         let referrals_allowed =
             self.decide(&look.for_action(Action::ReadReferrals)) == Decision::Permit;
-        let (alerts, referrals) = self
-            .alerts_and_referrals(&person, referrals_allowed)
-            .await?;
+        let (alerts, referrals) = if person.merged_from().next().is_some() {
+            // Items may still be filed under the records merged into this one.
+            self.alerts_and_referrals(&person, referrals_allowed)
+                .await?
+        } else {
+            (
+                alerts,
+                if referrals_allowed {
+                    referrals
+                } else {
+                    Vec::new()
+                },
+            )
+        };
         let banner = banner_allowed.then(|| {
             care_alert::banner(&alerts, today)
                 .into_iter()
@@ -169,14 +186,6 @@ impl Services {
         person: &Person,
         with_referrals: bool,
     ) -> Result<(Vec<care_alert::Alert>, Vec<care_referral::Referral>), AccessError> {
-        if with_referrals && person.merged_from().next().is_none() {
-            // Both lists in one read where the store can (one round trip, one snapshot).
-            return Ok(self
-                .ports
-                .alerts
-                .list_with_referrals(person.id(), self.ports.referrals.as_ref())
-                .await?);
-        }
         // Both at once: on a networked database, one round trip's wait instead of two.
         futures_util::future::try_join(self.alerts_of(person), async {
             if with_referrals {

@@ -15,10 +15,10 @@ use care_access_audit::{AuditEvent, ChainVerifier, Outcome};
 use care_alert::{Alert, AlertCategory, AlertDetails, Severity};
 use care_application::{
     AccountStore, AlertRepository, AuditLog, Clock, ConsentRepository, FeedFormat, FeedStores,
-    IdGenerator, MessageOutcome, Organisation, PersonRepository, QuarantineFilter, QuarantineStore,
-    QuarantineSummary, QuarantinedMessage, ReferralRepository, RepoError, Resolution,
-    SecurityEvent, SecurityEventKind, SecurityLog, SessionRecord, SessionStore, SourceInfo,
-    SourceRegistry, TokenHash, UnitOfWork, UserAccount,
+    HeldRecord, IdGenerator, ItemStores, MessageOutcome, Organisation, PersonRepository,
+    QuarantineFilter, QuarantineStore, QuarantineSummary, QuarantinedMessage, ReferralRepository,
+    RepoError, Resolution, SecurityEvent, SecurityEventKind, SecurityLog, SessionRecord,
+    SessionStore, SourceInfo, SourceRegistry, TokenHash, UnitOfWork, UserAccount,
 };
 use care_consent::{Consent, ConsentLevel, Representative};
 use care_kernel::{
@@ -535,6 +535,40 @@ pub async fn alerts_with_referrals(
         (Vec::new(), Vec::new()),
         "nothing held: two empty lists"
     );
+    file_items(alerts, referrals, owner, other).await;
+    for person in [owner, other] {
+        let (listed_alerts, listed_referrals) =
+            alerts.list_with_referrals(person, referrals).await.unwrap();
+        assert_eq!(
+            by_id(listed_alerts),
+            by_id(alerts.list_for_person(person).await.unwrap()),
+            "the person's alerts, whole"
+        );
+        assert_eq!(
+            listed_referrals,
+            referrals.list_for_person(person).await.unwrap(),
+            "the person's referrals, whole, most recently received first"
+        );
+    }
+    let (a, r) = alerts.list_with_referrals(owner, referrals).await.unwrap();
+    assert_eq!((a.len(), r.len()), (2, 3));
+    assert_eq!(
+        r.iter().map(|r| r.source_ref()).collect::<Vec<_>>(),
+        ["REF-2", "REF-3", "REF-1"],
+        "most recently received first, then by id"
+    );
+}
+
+/// Files two alerts and three referrals under `owner` and one of each under `other`.
+/// Two of `owner`'s referrals were received on one day, the later-stored one with the
+/// smaller id (so an order without the id would show): most recently received first,
+/// then by id, they are REF-2, REF-3, REF-1.
+async fn file_items(
+    alerts: &dyn AlertRepository,
+    referrals: &dyn ReferralRepository,
+    owner: PersonId,
+    other: PersonId,
+) {
     let acute = source(SourceKind::Acute);
     let council = source(SourceKind::SocialCare);
     for (n, person) in [(1, owner), (2, owner), (3, other)] {
@@ -557,8 +591,6 @@ pub async fn alerts_with_referrals(
         .unwrap();
         alert.set_version(alerts.save(&alert).await.unwrap());
     }
-    // Received out of order, and two on one day (then by id: the later-stored one has
-    // the smaller id, so an order without the id would show).
     let mut same_day = [Uuid::new_v4(), Uuid::new_v4()];
     same_day.sort();
     for (n, person, received, id) in [
@@ -578,30 +610,99 @@ pub async fn alerts_with_referrals(
         .unwrap();
         referrals.save(&referral).await.unwrap();
     }
-    let by_id = |mut list: Vec<Alert>| {
-        list.sort_by_key(|a| a.id());
-        list
-    };
-    for person in [owner, other] {
-        let (listed_alerts, listed_referrals) =
-            alerts.list_with_referrals(person, referrals).await.unwrap();
+}
+
+/// Alerts in id order (their lists promise no order).
+fn by_id(mut list: Vec<Alert>) -> Vec<Alert> {
+    list.sort_by_key(|a| a.id());
+    list
+}
+
+/// The [`PersonRepository::get_with_items`] contract: `stores` are the same record's;
+/// what it reads is what `get_with_consent` and `list_with_referrals` read.
+pub async fn person_with_items(people: &dyn PersonRepository, stores: ItemStores<'_>) {
+    assert_eq!(
+        people
+            .get_with_items(fresh_person_id(), stores)
+            .await
+            .unwrap(),
+        None,
+        "unknown id gives None"
+    );
+    let mut owner = sample_person("Itemised", date(1981, 7, 8), &fresh_postcode());
+    owner.set_version(people.save(&owner).await.unwrap());
+    let mut local = person_with("Itemlocal", date(1982, 8, 9), &fresh_postcode(), false);
+    local.set_version(people.save(&local).await.unwrap());
+    assert_eq!(
+        people.get_with_items(owner.id(), stores).await.unwrap(),
+        Some(HeldRecord {
+            person: owner.clone(),
+            consent: None,
+            alerts: Vec::new(),
+            referrals: Vec::new(),
+        }),
+        "nothing held but the record"
+    );
+    file_items(stores.alerts, stores.referrals, owner.id(), local.id()).await;
+    let mut held = Consent::participating(owner.nhs_number().unwrap().clone());
+    held.opt_out(&dpo(), at(1), None, "form received").unwrap();
+    held.set_version(stores.consent.save(&held).await.unwrap());
+    for person in [&owner, &local] {
+        let mut read = people
+            .get_with_items(person.id(), stores)
+            .await
+            .unwrap()
+            .expect("a stored record");
+        read.alerts = by_id(read.alerts);
+        let (alerts, referrals) = stores
+            .alerts
+            .list_with_referrals(person.id(), stores.referrals)
+            .await
+            .unwrap();
+        let (record, consent) = people
+            .get_with_consent(person.id(), stores.consent)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            by_id(listed_alerts),
-            by_id(alerts.list_for_person(person).await.unwrap()),
-            "the person's alerts, whole"
-        );
-        assert_eq!(
-            listed_referrals,
-            referrals.list_for_person(person).await.unwrap(),
-            "the person's referrals, whole, most recently received first"
+            read,
+            HeldRecord {
+                person: record,
+                consent,
+                alerts: by_id(alerts),
+                referrals,
+            },
+            "what the two reads give"
         );
     }
-    let (a, r) = alerts.list_with_referrals(owner, referrals).await.unwrap();
-    assert_eq!((a.len(), r.len()), (2, 3));
+    let read = people
+        .get_with_items(owner.id(), stores)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        r.iter().map(|r| r.source_ref()).collect::<Vec<_>>(),
+        read.consent,
+        Some(held),
+        "the consent for the record's number"
+    );
+    assert_eq!(read.alerts.len(), 2);
+    assert_eq!(
+        read.referrals
+            .iter()
+            .map(|r| r.source_ref())
+            .collect::<Vec<_>>(),
         ["REF-2", "REF-3", "REF-1"],
         "most recently received first, then by id"
+    );
+    let other = people
+        .get_with_items(local.id(), stores)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (other.consent, other.alerts.len(), other.referrals.len()),
+        (None, 1, 1),
+        "no NHS number: no consent, and only its own items"
     );
 }
 

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use care_application::ItemStores;
 use std::sync::Arc;
 
 use care_in_memory::{
@@ -40,6 +41,15 @@ async fn consent_keeps_the_consent_repository_contract() {
     care_contract::consent_repository(&InMemoryConsent::default()).await;
     care_contract::person_with_consent(&InMemoryPeople::default(), &InMemoryConsent::default())
         .await;
+    care_contract::person_with_items(
+        &InMemoryPeople::default(),
+        ItemStores {
+            consent: &InMemoryConsent::default(),
+            alerts: &InMemoryAlerts::default(),
+            referrals: &InMemoryReferrals::default(),
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -265,13 +265,7 @@ impl AlertRepository for SqlItems<Alert> {
             .rows(
                 ALERTS_AND_REFERRALS,
                 vec![person.to_string().into()],
-                |row| {
-                    Ok(if col::<String>(row, 0)? == "a" {
-                        Either::Alert(decode_at(row, 1)?)
-                    } else {
-                        Either::Referral(decode_at(row, 1)?)
-                    })
-                },
+                |row| Either::decode(&col::<String>(row, 0)?, row, 1),
             )
             .await?;
         let (mut alerts, mut referrals) = (Vec::new(), Vec::new());
@@ -288,10 +282,22 @@ impl AlertRepository for SqlItems<Alert> {
     }
 }
 
-/// A row of [`ALERTS_AND_REFERRALS`].
-enum Either {
+/// A row of [`ALERTS_AND_REFERRALS`] (or of a query that unites them with more).
+pub(crate) enum Either {
     Alert(Alert),
     Referral(Referral),
+}
+
+impl Either {
+    /// The alert (`kind` "a") or referral (else) whose `person_id`, `version` and `body`
+    /// columns start at column `at`.
+    pub(crate) fn decode(kind: &str, row: &crate::Row<'_>, at: usize) -> Result<Self, RepoError> {
+        Ok(if kind == "a" {
+            Self::Alert(decode_at(row, at)?)
+        } else {
+            Self::Referral(decode_at(row, at)?)
+        })
+    }
 }
 
 /// A person's alerts, then their referrals, each in its own list's order

@@ -1,13 +1,14 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use care_application::{ConsentRepository, PersonRepository, RepoError};
+use care_application::{ConsentRepository, HeldRecord, ItemStores, PersonRepository, RepoError};
 use care_consent::Consent;
 use care_kernel::{PersonId, SourceId};
 use care_person::{Identifier, LocalId, NhsNumber, Person, SearchCriteria};
 use sea_orm::Value;
 
 use crate::conn::Txn;
+use crate::items::Either;
 use crate::{
     Database, col, from_json, to_json, unexpected, unique_or_unexpected, version_of, version_value,
 };
@@ -263,6 +264,28 @@ const PERSON_WITH_CONSENT: &str = "SELECT p.version, p.body, c.version, c.body F
      LEFT JOIN consents c ON c.nhs_number = substr(i.identifier, 5) \
      WHERE p.id = $1";
 
+/// A row of [`RECORD_WITH_ITEMS`].
+enum Held {
+    Person(Person, Option<Consent>),
+    Item(Either),
+}
+
+/// [`PERSON_WITH_CONSENT`], then the alerts and referrals filed under the record, in the
+/// order of `items::ALERTS_AND_REFERRALS` (kind "a" sorts before "p", "p" before "r").
+/// Columns: kind, then person id, version and body (of the record or the item), the
+/// date received and the item's id, then the consent's version and body.
+const RECORD_WITH_ITEMS: &str = "SELECT 'p' AS kind, p.id, p.version, p.body, \
+     NULL AS received, NULL AS item, c.version AS consent_version, c.body AS consent FROM people p \
+     LEFT JOIN person_identifiers i ON i.person_id = p.id AND substr(i.identifier, 1, 4) = 'nhs:' \
+     LEFT JOIN consents c ON c.nhs_number = substr(i.identifier, 5) \
+     WHERE p.id = $1 \
+     UNION ALL \
+     SELECT 'a', person_id, version, body, '', id, NULL, NULL FROM alerts WHERE person_id = $1 \
+     UNION ALL \
+     SELECT 'r', person_id, version, body, received, id, NULL, NULL FROM referrals \
+     WHERE person_id = $1 \
+     ORDER BY 1, 5 DESC, 6";
+
 /// `$a, $a+1, …, $b`.
 fn placeholders(numbers: std::ops::RangeInclusive<usize>) -> String {
     numbers
@@ -320,6 +343,51 @@ impl PersonRepository for SqlPeople {
         // caller still keeps only a consent for the record's own number.
         let consent = rows.iter().find_map(|(_, c)| c.clone());
         Ok(rows.into_iter().next().map(|(person, _)| (person, consent)))
+    }
+
+    async fn get_with_items(
+        &self,
+        id: PersonId,
+        _same_record: ItemStores<'_>,
+    ) -> Result<Option<HeldRecord>, RepoError> {
+        // One query (consent, alerts and referrals are in this database): a record
+        // summary's one read, one round trip on PostgreSQL and one read transaction on
+        // SQLite.
+        let rows = self
+            .db
+            .rows(RECORD_WITH_ITEMS, vec![id.to_string().into()], |row| {
+                let kind: String = col(row, 0)?;
+                if kind != "p" {
+                    return Ok(Held::Item(Either::decode(&kind, row, 1)?));
+                }
+                let person = Self::decode(col(row, 2)?, &col::<String>(row, 3)?)?;
+                let consent = match col::<Option<String>>(row, 7)? {
+                    Some(body) => Some(crate::records::decode_consent(col(row, 6)?, &body)?),
+                    None => None,
+                };
+                Ok(Held::Person(person, consent))
+            })
+            .await?;
+        let mut record = None;
+        let (mut alerts, mut referrals) = (Vec::new(), Vec::new());
+        for row in rows {
+            match row {
+                // One row, as in `get_with_consent`; should there be more, the first
+                // record is kept with any consent among them.
+                Held::Person(person, consent) => match &mut record {
+                    None => record = Some((person, consent)),
+                    Some((_, held)) => *held = held.take().or(consent),
+                },
+                Held::Item(Either::Alert(a)) => alerts.push(a),
+                Held::Item(Either::Referral(r)) => referrals.push(r),
+            }
+        }
+        Ok(record.map(|(person, consent)| HeldRecord {
+            person,
+            consent,
+            alerts,
+            referrals,
+        }))
     }
 
     async fn find_by_identifier(&self, id: &Identifier) -> Result<Option<Person>, RepoError> {

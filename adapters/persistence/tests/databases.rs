@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use care_access_audit::{AuditEvent, ChainBreak, ChainVerifier, Outcome};
-use care_application::{AuditLog, SecurityEvent, SecurityEventKind, SecurityLog};
+use care_application::{AuditLog, ItemStores, SecurityEvent, SecurityEventKind, SecurityLog};
 use care_kernel::{Action, OrganisationId, PersonId, Purpose, Role, Timestamp, UserId};
 use care_persistence::{
     Database, SqlAccounts, SqlAlerts, SqlAuditLog, SqlConsent, SqlPeople, SqlQuarantine,
@@ -51,6 +51,15 @@ async fn contracts(db: &Database) {
     .await;
     care_contract::consent_repository(&SqlConsent::new(db.clone())).await;
     care_contract::person_with_consent(&people, &SqlConsent::new(db.clone())).await;
+    care_contract::person_with_items(
+        &people,
+        ItemStores {
+            consent: &SqlConsent::new(db.clone()),
+            alerts: &SqlAlerts::new(db.clone()),
+            referrals: &SqlReferrals::new(db.clone()),
+        },
+    )
+    .await;
     care_contract::source_registry(&SqlSources::new(db.clone())).await;
     care_contract::quarantine_store(
         &SqlQuarantine::new(db.clone()),
