@@ -1358,3 +1358,174 @@ async fn a_search_whose_matches_exceed_what_was_looked_at_says_it_was_cut_short(
         "the living person is shown, or the list says it is incomplete"
     );
 }
+
+/// The alert and referral stores of a world, counting the reads of a person's items.
+struct CountedItemReads {
+    alerts: Arc<dyn care_application::AlertRepository>,
+    referrals: Arc<dyn care_application::ReferralRepository>,
+    alert_reads: std::sync::atomic::AtomicUsize,
+    referral_reads: std::sync::atomic::AtomicUsize,
+}
+
+impl CountedItemReads {
+    fn reads(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (
+            self.alert_reads.load(SeqCst),
+            self.referral_reads.load(SeqCst),
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl care_application::AlertRepository for CountedItemReads {
+    async fn find_by_source_ref(
+        &self,
+        source: &SourceId,
+        source_ref: &str,
+    ) -> Result<Option<care_alert::Alert>, care_application::RepoError> {
+        self.alerts.find_by_source_ref(source, source_ref).await
+    }
+    async fn save(&self, alert: &care_alert::Alert) -> Result<u64, care_application::RepoError> {
+        self.alerts.save(alert).await
+    }
+    async fn list_for_person(
+        &self,
+        person: PersonId,
+    ) -> Result<Vec<care_alert::Alert>, care_application::RepoError> {
+        self.alert_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.alerts.list_for_person(person).await
+    }
+    async fn reassign_person(
+        &self,
+        from: PersonId,
+        to: PersonId,
+    ) -> Result<u64, care_application::RepoError> {
+        self.alerts.reassign_person(from, to).await
+    }
+}
+
+#[async_trait::async_trait]
+impl care_application::ReferralRepository for CountedItemReads {
+    async fn find_by_source_ref(
+        &self,
+        source: &SourceId,
+        source_ref: &str,
+    ) -> Result<Option<care_referral::Referral>, care_application::RepoError> {
+        self.referrals.find_by_source_ref(source, source_ref).await
+    }
+    async fn save(
+        &self,
+        referral: &care_referral::Referral,
+    ) -> Result<u64, care_application::RepoError> {
+        self.referrals.save(referral).await
+    }
+    async fn list_for_person(
+        &self,
+        person: PersonId,
+    ) -> Result<Vec<care_referral::Referral>, care_application::RepoError> {
+        self.referral_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.referrals.list_for_person(person).await
+    }
+    async fn reassign_person(
+        &self,
+        from: PersonId,
+        to: PersonId,
+    ) -> Result<u64, care_application::RepoError> {
+        self.referrals.reassign_person(from, to).await
+    }
+}
+
+#[tokio::test]
+async fn a_summary_reads_no_item_of_a_refused_person_nor_any_the_role_may_not_see() {
+    let w = World::new().await;
+    let (seen, hidden) = (nhs(21), nhs(22));
+    let council = SourceId::parse(COUNCIL).unwrap();
+    let mut ids = Vec::new();
+    for (n, local) in [(&seen, "H21"), (&hidden, "H22")] {
+        ids.push(w.person(ACUTE, local, n, "Itemised", "BH1 1AA").await);
+        w.services
+            .ingest_alert(
+                &World::feed(ACUTE),
+                &SourceId::parse(ACUTE).unwrap(),
+                &World::identity(ACUTE, local, None),
+                &format!("A-{local}"),
+                AlertDetails::new(
+                    AlertCategory::Safeguarding,
+                    "text",
+                    Severity::High,
+                    day(2026, 1, 1),
+                    day(2026, 1, 1),
+                    None,
+                )
+                .unwrap(),
+                w.clock.now(),
+            )
+            .await
+            .unwrap();
+        w.services
+            .ingest_referral(
+                &World::feed(COUNCIL),
+                &council,
+                &PersonIdentity::new(Some(n.clone()), None).unwrap(),
+                &format!("R-{local}"),
+                referral(ReferralStatus::Accepted),
+                w.clock.now(),
+            )
+            .await
+            .unwrap();
+    }
+    w.set_consent(
+        &hidden,
+        ConsentCommand::OptOut {
+            representative: None,
+        },
+    )
+    .await;
+    let summaries = |ports: &Ports| {
+        let counted = Arc::new(CountedItemReads {
+            alerts: ports.alerts.clone(),
+            referrals: ports.referrals.clone(),
+            alert_reads: 0.into(),
+            referral_reads: 0.into(),
+        });
+        let mut ports = ports.clone();
+        ports.alerts = counted.clone();
+        ports.referrals = counted.clone();
+        (Services::new(ports), counted)
+    };
+
+    // A GP sees both: the counts move (so a read would show below).
+    let (services, counted) = summaries(w.services.ports());
+    let view = services
+        .person_summary(&actor(Role::Gp, "M81"), ids[0])
+        .await
+        .unwrap();
+    assert_eq!(view.banner.map(|b| b.len()), Some(1));
+    assert!(view.freshness.iter().any(|f| f.source == council));
+    assert_eq!(counted.reads(), (1, 1), "the GP's summary reads both");
+
+    // A pharmacist's summary reads no referral at all.
+    let (services, counted) = summaries(w.services.ports());
+    let view = services
+        .person_summary(&actor(Role::Pharmacist, "FA1"), ids[0])
+        .await
+        .unwrap();
+    assert!(view.freshness.iter().all(|f| f.source != council));
+    assert_eq!(counted.reads(), (1, 0), "alerts only for a pharmacist");
+
+    // An opted-out person is refused before any item of theirs is read.
+    for role in CLINICAL {
+        let (services, counted) = summaries(w.services.ports());
+        assert!(is_not_found(
+            services.person_summary(&actor(role, "RDZ"), ids[1]).await
+        ));
+        assert_eq!(
+            counted.reads(),
+            (0, 0),
+            "{role:?} read a hidden person's items"
+        );
+    }
+}

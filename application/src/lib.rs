@@ -191,6 +191,20 @@ fn subject_of(
     }
 }
 
+/// Which of a record's items a read wants with the record.
+#[derive(Debug, Clone, Copy)]
+struct WantedItems {
+    alerts: bool,
+    referrals: bool,
+}
+
+impl WantedItems {
+    const NONE: Self = Self {
+        alerts: false,
+        referrals: false,
+    };
+}
+
 /// How many merge links a read follows before giving up (a loop would be a bug).
 const MAX_MERGE_HOPS: usize = 16;
 
@@ -215,22 +229,22 @@ impl Services {
     }
 
     /// The live record for an id, following merges to the survivor, with its consent
-    /// level, and if `with_items` the alerts and referrals filed under its id (else
-    /// none): read together, one query on a database.
+    /// level, and the items `wanted` that [`PersonRepository::get_with_items`] reads
+    /// (none for a record with a consent): read together, one query on a database.
     async fn load_live(
         &self,
         id: PersonId,
-        with_items: bool,
+        wanted: WantedItems,
     ) -> Result<Option<(HeldRecord, care_consent::ConsentLevel)>, RepoError> {
         let (people, consent) = (&self.ports.people, self.ports.consent.as_ref());
+        let stores = ItemStores {
+            consent,
+            alerts: wanted.alerts.then_some(self.ports.alerts.as_ref()),
+            referrals: wanted.referrals.then_some(self.ports.referrals.as_ref()),
+        };
         let mut next = id;
         for _ in 0..MAX_MERGE_HOPS {
-            let read = if with_items {
-                let stores = ItemStores {
-                    consent,
-                    alerts: self.ports.alerts.as_ref(),
-                    referrals: self.ports.referrals.as_ref(),
-                };
+            let read = if wanted.alerts || wanted.referrals {
                 people.get_with_items(next, stores).await?
             } else {
                 people
@@ -239,8 +253,8 @@ impl Services {
                     .map(|(person, consent)| HeldRecord {
                         person,
                         consent,
-                        alerts: Vec::new(),
-                        referrals: Vec::new(),
+                        alerts: None,
+                        referrals: None,
                     })
             };
             let Some(held) = read else {
@@ -283,26 +297,28 @@ impl Services {
         access: Access<'_>,
         id: PersonId,
     ) -> Result<(Person, SubjectState, AuditReceipt), AccessError> {
-        let (held, subject, receipt) = self.gate_record(access, id, false).await?;
+        let (held, subject, receipt) = self.gate_record(access, id, WantedItems::NONE).await?;
         Ok((held.person, subject, receipt))
     }
 
-    /// [`Self::gate_person`], and if `with_items` the alerts and referrals filed under
-    /// the record, read in the same query (a record summary shows both; they are
+    /// [`Self::gate_person`], with the items `wanted` read in the same query where
+    /// [`PersonRepository::get_with_items`] reads them (a record summary shows them;
     /// dropped unseen if the gate refuses).
     async fn gate_record(
         &self,
         access: Access<'_>,
         id: PersonId,
-        with_items: bool,
+        wanted: WantedItems,
     ) -> Result<(HeldRecord, SubjectState, AuditReceipt), AccessError> {
         self.refuse_early(&access).await?;
         let today = self.today(access.at);
         // Person and consent in one read: on a database an unknown id and a hidden
-        // (opted-out) person cost the same one query before they are refused (in memory,
-        // one lookup against two: nanoseconds, and the HTTP adapter holds every
-        // no-record answer to the same floor anyway).
-        let Some((held, consent)) = self.load_live(id, with_items).await? else {
+        // (opted-out) person cost the same one query before they are refused, no item of
+        // theirs read (in memory, one lookup against two: nanoseconds, and the HTTP
+        // adapter holds every no-record answer to the same floor anyway). A person dead
+        // for over 8 years without a consent has the items wanted read and dropped: the
+        // floor covers that.
+        let Some((held, consent)) = self.load_live(id, wanted).await? else {
             return Err(self.refuse_unknown(&access).await);
         };
         let subject = subject_of(&held.person, consent, access.actor, today);

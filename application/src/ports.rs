@@ -34,15 +34,15 @@ pub enum RepoError {
 }
 
 /// The stores of one record that [`PersonRepository::get_with_items`] reads beside the
-/// people.
+/// people: the consent store always, the item stores only where given.
 #[derive(Clone, Copy)]
 pub struct ItemStores<'a> {
     /// Consent.
     pub consent: &'a dyn ConsentRepository,
-    /// Alerts.
-    pub alerts: &'a dyn AlertRepository,
-    /// Referrals.
-    pub referrals: &'a dyn ReferralRepository,
+    /// Alerts, if they are wanted.
+    pub alerts: Option<&'a dyn AlertRepository>,
+    /// Referrals, if they are wanted.
+    pub referrals: Option<&'a dyn ReferralRepository>,
 }
 
 impl std::fmt::Debug for ItemStores<'_> {
@@ -51,23 +51,25 @@ impl std::fmt::Debug for ItemStores<'_> {
     }
 }
 
-/// A record with its consent and the items filed under its id.
+/// A record with its consent and, where they were read, the items filed under its id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeldRecord {
     /// The record (merged-away ones included).
     pub person: Person,
     /// The consent held for its NHS number, if any.
     pub consent: Option<Consent>,
-    /// The alerts filed under its id, in no particular order.
-    pub alerts: Vec<Alert>,
-    /// The referrals filed under its id, most recently received first, then by id.
-    pub referrals: Vec<Referral>,
+    /// The alerts filed under its id, in no particular order; `None` if not read.
+    pub alerts: Option<Vec<Alert>>,
+    /// The referrals filed under its id, most recently received first, then by id;
+    /// `None` if not read.
+    pub referrals: Option<Vec<Referral>>,
 }
 
 /// People. Contract:
 /// - `get` returns the record with that id, merged-away records included, else `None`;
 ///   `get_with_consent` the same with the consent held for its NHS number, and
-///   `get_with_items` with that and the alerts and referrals filed under its id.
+///   `get_with_items` with that and, for a record without a consent, the alerts and
+///   referrals asked for that are filed under its id.
 /// - `find_by_identifier` returns the one live (not merged-away) record holding it;
 ///   `find_by_identifiers` the records holding any of several, each once, in no order.
 /// - `search` returns live records that [`Person::matches`] the criteria, ordered by id,
@@ -85,7 +87,8 @@ pub trait PersonRepository: Send + Sync {
     /// The record with this id (as [`Self::get`]) and the consent held for its NHS
     /// number in `consent`, the same record's consent store. A store that holds both (a
     /// database) reads them in one query instead, from its own tables, whatever store is
-    /// passed: callers pass the one of the same record. Every read of a record asks.
+    /// passed: callers pass the one of the same record. Every read of a record asks (a
+    /// summary through `get_with_items`).
     async fn get_with_consent(
         &self,
         id: PersonId,
@@ -101,9 +104,11 @@ pub trait PersonRepository: Send + Sync {
         Ok(Some((person, held)))
     }
     /// What a record summary reads: the record with its consent (as
-    /// [`Self::get_with_consent`]) and the alerts and referrals filed under its id (as
-    /// [`AlertRepository::list_with_referrals`]), from the same record's stores. A store
-    /// that holds them all (a database) reads them in one query instead.
+    /// [`Self::get_with_consent`]) and the alerts and referrals filed under its id, each
+    /// only if its store is given and **only if no consent is held** for the record:
+    /// those of a person who changed their consent (who may be hidden) are never read
+    /// before the gate has decided, so that refusing them costs what refusing an
+    /// unknown id does. A store that holds them all (a database) reads them in one query.
     async fn get_with_items(
         &self,
         id: PersonId,
@@ -112,10 +117,15 @@ pub trait PersonRepository: Send + Sync {
         let Some((person, consent)) = self.get_with_consent(id, stores.consent).await? else {
             return Ok(None);
         };
-        let (alerts, referrals) = stores
-            .alerts
-            .list_with_referrals(id, stores.referrals)
-            .await?;
+        let (mut alerts, mut referrals) = (None, None);
+        if consent.is_none() {
+            if let Some(store) = stores.alerts {
+                alerts = Some(store.list_for_person(id).await?);
+            }
+            if let Some(store) = stores.referrals {
+                referrals = Some(store.list_for_person(id).await?);
+            }
+        }
         Ok(Some(HeldRecord {
             person,
             consent,
@@ -202,7 +212,8 @@ pub trait AlertRepository: Send + Sync {
     /// store: each list as its store's `list_for_person` gives it (alerts in no promised
     /// order, referrals most recently received first). A store that holds both (a
     /// database) reads them in one query instead, from its own tables, whatever store
-    /// is passed: callers pass the one of the same record. Every record summary asks.
+    /// is passed: callers pass the one of the same record. A summary asks when
+    /// `get_with_items` did not read them.
     async fn list_with_referrals(
         &self,
         person: PersonId,

@@ -13,7 +13,7 @@ use crate::views::{
     GpSummary, GpSummaryState, PersonSummary, ReferralList, SearchHit, SearchResults,
     SourceDemographics, SourceFreshness,
 };
-use crate::{AccessError, AuditReceipt, Services, gate::Access};
+use crate::{AccessError, AuditReceipt, Services, WantedItems, gate::Access};
 
 /// The most hits a search returns; more is a sign the search should be narrower.
 pub const SEARCH_LIMIT: usize = 50;
@@ -119,7 +119,15 @@ impl Services {
         let now = self.now();
         let today = self.today(now);
         let read = Access::new(actor, now, Action::ReadDemographics).on("summary");
-        let (held, subject, receipt) = self.gate_record(read.clone(), id, true).await?;
+        // The items read with the record are those the role may see of someone (the
+        // decision about no one in particular): a pharmacist's summary reads no
+        // referrals, so its time says nothing of how many a council holds.
+        let anyone = read.about(None, Some(SubjectState::NEUTRAL));
+        let wanted = WantedItems {
+            alerts: self.decide(&anyone.for_action(Action::ReadBannerAlerts)) == Decision::Permit,
+            referrals: self.decide(&anyone.for_action(Action::ReadReferrals)) == Decision::Permit,
+        };
+        let (held, subject, receipt) = self.gate_record(read.clone(), id, wanted).await?;
         let HeldRecord {
             person,
             alerts,
@@ -133,19 +141,27 @@ impl Services {
         // may not see referrals must not learn from it that a council holds one.
         let referrals_allowed =
             self.decide(&look.for_action(Action::ReadReferrals)) == Decision::Permit;
-        let (alerts, referrals) = if person.merged_from().next().is_some() {
-            // Items may still be filed under the records merged into this one.
-            self.alerts_and_referrals(&person, referrals_allowed)
-                .await?
+        // What the first read did not bring (a person with a consent, items filed under
+        // records merged into this one) is read now, after the gate.
+        let merged = person.merged_from().next().is_some();
+        let (alerts, referrals) = match (alerts, referrals) {
+            (alerts, referrals)
+                if !merged
+                    && (alerts.is_some() || !banner_allowed)
+                    && (referrals.is_some() || !referrals_allowed) =>
+            {
+                (alerts.unwrap_or_default(), referrals.unwrap_or_default())
+            }
+            _ => {
+                self.alerts_and_referrals(&person, referrals_allowed)
+                    .await?
+            }
+        };
+        let alerts = if banner_allowed { alerts } else { Vec::new() };
+        let referrals = if referrals_allowed {
+            referrals
         } else {
-            (
-                alerts,
-                if referrals_allowed {
-                    referrals
-                } else {
-                    Vec::new()
-                },
-            )
+            Vec::new()
         };
         let banner = banner_allowed.then(|| {
             care_alert::banner(&alerts, today)
@@ -186,6 +202,14 @@ impl Services {
         person: &Person,
         with_referrals: bool,
     ) -> Result<(Vec<care_alert::Alert>, Vec<care_referral::Referral>), AccessError> {
+        if with_referrals && person.merged_from().next().is_none() {
+            // Both lists in one read where the store can (one round trip, one snapshot).
+            return Ok(self
+                .ports
+                .alerts
+                .list_with_referrals(person.id(), self.ports.referrals.as_ref())
+                .await?);
+        }
         // Both at once: on a networked database, one round trip's wait instead of two.
         futures_util::future::try_join(self.alerts_of(person), async {
             if with_referrals {

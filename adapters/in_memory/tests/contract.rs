@@ -45,8 +45,8 @@ async fn consent_keeps_the_consent_repository_contract() {
         &InMemoryPeople::default(),
         ItemStores {
             consent: &InMemoryConsent::default(),
-            alerts: &InMemoryAlerts::default(),
-            referrals: &InMemoryReferrals::default(),
+            alerts: Some(&InMemoryAlerts::default()),
+            referrals: Some(&InMemoryReferrals::default()),
         },
     )
     .await;

@@ -256,13 +256,24 @@ impl SqlPeople {
     }
 }
 
-/// A record and the consent held for its NHS number (its `nhs:` identifier key; a
-/// merged-away record holds none). `substr`, not a range or LIKE, picks the NHS key: it
-/// means the same under every collation, on both databases.
-const PERSON_WITH_CONSENT: &str = "SELECT p.version, p.body, c.version, c.body FROM people p \
-     LEFT JOIN person_identifiers i ON i.person_id = p.id AND substr(i.identifier, 1, 4) = 'nhs:' \
-     LEFT JOIN consents c ON c.nhs_number = substr(i.identifier, 5) \
-     WHERE p.id = $1";
+/// The joins from a record `p` to the consent `c` held for its NHS number (its `nhs:`
+/// identifier key; a merged-away record holds none). `substr`, not a range or LIKE,
+/// picks the NHS key: it means the same under every collation, on both databases.
+macro_rules! consent_joins {
+    () => {
+        "FROM people p \
+         LEFT JOIN person_identifiers i ON i.person_id = p.id \
+         AND substr(i.identifier, 1, 4) = 'nhs:' \
+         LEFT JOIN consents c ON c.nhs_number = substr(i.identifier, 5) \
+         WHERE p.id = $1"
+    };
+}
+
+/// A record and the consent held for its NHS number.
+const PERSON_WITH_CONSENT: &str = concat!(
+    "SELECT p.version, p.body, c.version, c.body ",
+    consent_joins!()
+);
 
 /// A row of [`RECORD_WITH_ITEMS`].
 enum Held {
@@ -270,21 +281,28 @@ enum Held {
     Item(Either),
 }
 
-/// [`PERSON_WITH_CONSENT`], then the alerts and referrals filed under the record, in the
-/// order of `items::ALERTS_AND_REFERRALS` (kind "a" sorts before "p", "p" before "r").
-/// Columns: kind, then person id, version and body (of the record or the item), the
-/// date received and the item's id, then the consent's version and body.
-const RECORD_WITH_ITEMS: &str = "SELECT 'p' AS kind, p.id, p.version, p.body, \
-     NULL AS received, NULL AS item, c.version AS consent_version, c.body AS consent FROM people p \
-     LEFT JOIN person_identifiers i ON i.person_id = p.id AND substr(i.identifier, 1, 4) = 'nhs:' \
-     LEFT JOIN consents c ON c.nhs_number = substr(i.identifier, 5) \
-     WHERE p.id = $1 \
+/// The record's row as [`PERSON_WITH_CONSENT`] reads it (`r`, read once), then, if no
+/// consent is held for it, the alerts (if `$2` is 1) and referrals (if `$3` is 1) filed under it, in
+/// the order of `items::ALERTS_AND_REFERRALS` (kind "a" sorts before "p", "p" before
+/// "r"). Columns: kind, then person id, version and body (of the record or the item),
+/// the date received and the item's id, then the consent's version and body.
+const RECORD_WITH_ITEMS: &str = concat!(
+    "WITH r AS (SELECT p.id, p.version, p.body, c.version AS consent_version, \
+     c.body AS consent ",
+    consent_joins!(),
+    ") \
+     SELECT 'p' AS kind, id, version, body, NULL AS received, NULL AS item, \
+     consent_version, consent FROM r \
      UNION ALL \
-     SELECT 'a', person_id, version, body, '', id, NULL, NULL FROM alerts WHERE person_id = $1 \
+     SELECT 'a', person_id, version, body, '', id, NULL, NULL FROM alerts \
+     WHERE $2 = 1 AND person_id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM r WHERE consent IS NOT NULL) \
      UNION ALL \
      SELECT 'r', person_id, version, body, received, id, NULL, NULL FROM referrals \
-     WHERE person_id = $1 \
-     ORDER BY 1, 5 DESC, 6";
+     WHERE $3 = 1 AND person_id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM r WHERE consent IS NOT NULL) \
+     ORDER BY 1, 5 DESC, 6"
+);
 
 /// `$a, $a+1, …, $b`.
 fn placeholders(numbers: std::ops::RangeInclusive<usize>) -> String {
@@ -348,25 +366,35 @@ impl PersonRepository for SqlPeople {
     async fn get_with_items(
         &self,
         id: PersonId,
-        _same_record: ItemStores<'_>,
+        stores: ItemStores<'_>,
     ) -> Result<Option<HeldRecord>, RepoError> {
         // One query (consent, alerts and referrals are in this database): a record
         // summary's one read, one round trip on PostgreSQL and one read transaction on
-        // SQLite.
+        // SQLite. The stores are only asked whether their items are wanted.
+        let flag = |wanted: bool| Value::from(i64::from(wanted));
+        let (want_alerts, want_referrals) = (stores.alerts.is_some(), stores.referrals.is_some());
         let rows = self
             .db
-            .rows(RECORD_WITH_ITEMS, vec![id.to_string().into()], |row| {
-                let kind: String = col(row, 0)?;
-                if kind != "p" {
-                    return Ok(Held::Item(Either::decode(&kind, row, 1)?));
-                }
-                let person = Self::decode(col(row, 2)?, &col::<String>(row, 3)?)?;
-                let consent = match col::<Option<String>>(row, 7)? {
-                    Some(body) => Some(crate::records::decode_consent(col(row, 6)?, &body)?),
-                    None => None,
-                };
-                Ok(Held::Person(person, consent))
-            })
+            .rows(
+                RECORD_WITH_ITEMS,
+                vec![
+                    id.to_string().into(),
+                    flag(want_alerts),
+                    flag(want_referrals),
+                ],
+                |row| {
+                    let kind: String = col(row, 0)?;
+                    if kind != "p" {
+                        return Ok(Held::Item(Either::decode(&kind, row, 1)?));
+                    }
+                    let person = Self::decode(col(row, 2)?, &col::<String>(row, 3)?)?;
+                    let consent = match col::<Option<String>>(row, 7)? {
+                        Some(body) => Some(crate::records::decode_consent(col(row, 6)?, &body)?),
+                        None => None,
+                    };
+                    Ok(Held::Person(person, consent))
+                },
+            )
             .await?;
         let mut record = None;
         let (mut alerts, mut referrals) = (Vec::new(), Vec::new());
@@ -382,11 +410,15 @@ impl PersonRepository for SqlPeople {
                 Held::Item(Either::Referral(r)) => referrals.push(r),
             }
         }
-        Ok(record.map(|(person, consent)| HeldRecord {
-            person,
-            consent,
-            alerts,
-            referrals,
+        Ok(record.map(|(person, consent)| {
+            // What the query read: the items wanted, for a record without a consent.
+            let read = consent.is_none();
+            HeldRecord {
+                person,
+                consent,
+                alerts: (read && want_alerts).then_some(alerts),
+                referrals: (read && want_referrals).then_some(referrals),
+            }
         }))
     }
 

@@ -55,8 +55,8 @@ async fn contracts(db: &Database) {
         &people,
         ItemStores {
             consent: &SqlConsent::new(db.clone()),
-            alerts: &SqlAlerts::new(db.clone()),
-            referrals: &SqlReferrals::new(db.clone()),
+            alerts: Some(&SqlAlerts::new(db.clone())),
+            referrals: Some(&SqlReferrals::new(db.clone())),
         },
     )
     .await;
