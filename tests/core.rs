@@ -1441,10 +1441,15 @@ impl care_application::ReferralRepository for CountedItemReads {
 #[tokio::test]
 async fn a_summary_reads_no_item_of_a_refused_person_nor_any_the_role_may_not_see() {
     let w = World::new().await;
-    let (seen, hidden) = (nhs(21), nhs(22));
+    let (seen, hidden, asked, returned) = (nhs(21), nhs(22), nhs(23), nhs(24));
     let council = SourceId::parse(COUNCIL).unwrap();
     let mut ids = Vec::new();
-    for (n, local) in [(&seen, "H21"), (&hidden, "H22")] {
+    for (n, local) in [
+        (&seen, "H21"),
+        (&hidden, "H22"),
+        (&asked, "H23"),
+        (&returned, "H24"),
+    ] {
         ids.push(w.person(ACUTE, local, n, "Itemised", "BH1 1AA").await);
         w.services
             .ingest_alert(
@@ -1477,13 +1482,17 @@ async fn a_summary_reads_no_item_of_a_refused_person_nor_any_the_role_may_not_se
             .await
             .unwrap();
     }
-    w.set_consent(
-        &hidden,
-        ConsentCommand::OptOut {
-            representative: None,
-        },
-    )
-    .await;
+    for n in [&hidden, &returned] {
+        w.set_consent(
+            n,
+            ConsentCommand::OptOut {
+                representative: None,
+            },
+        )
+        .await;
+    }
+    w.set_consent(&asked, ConsentCommand::AskFirst).await;
+    w.set_consent(&returned, ConsentCommand::OptIn).await;
     let summaries = |ports: &Ports| {
         let counted = Arc::new(CountedItemReads {
             alerts: ports.alerts.clone(),
@@ -1527,5 +1536,23 @@ async fn a_summary_reads_no_item_of_a_refused_person_nor_any_the_role_may_not_se
             (0, 0),
             "{role:?} read a hidden person's items"
         );
+    }
+
+    // A person with a consent who may be seen (ask first, with a basis; opted back in)
+    // has their items read after the gate, and shown whole.
+    let basis = AccessBasis::new(BasisKind::PermissionGiven, "asked in clinic").unwrap();
+    for (gp, id) in [
+        (actor(Role::Gp, "M81").with_basis(basis), ids[2]),
+        (actor(Role::Gp, "M81"), ids[3]),
+    ] {
+        let (services, counted) = summaries(w.services.ports());
+        let view = services.person_summary(&gp, id).await.unwrap();
+        assert_eq!(
+            view.banner.map(|b| b.len()),
+            Some(1),
+            "the alert, in the banner"
+        );
+        assert!(view.freshness.iter().any(|f| f.source == council));
+        assert_eq!(counted.reads(), (1, 1), "read once, after the gate");
     }
 }

@@ -105,10 +105,12 @@ pub trait PersonRepository: Send + Sync {
     }
     /// What a record summary reads: the record with its consent (as
     /// [`Self::get_with_consent`]) and the alerts and referrals filed under its id, each
-    /// only if its store is given and **only if no consent is held** for the record:
-    /// those of a person who changed their consent (who may be hidden) are never read
-    /// before the gate has decided, so that refusing them costs what refusing an
-    /// unknown id does. A store that holds them all (a database) reads them in one query.
+    /// only if its store is given and **only for a live record without a consent**: the
+    /// items of a person who changed their consent (who may be hidden by it) or of a
+    /// merged-away record (whose survivor may be) are never read before the gate has
+    /// decided, so that refusing an opted-out person costs what refusing an unknown id
+    /// does. (A person dead for more than 8 years, hidden too, has theirs read.) A store
+    /// that holds them all (a database) reads them in one query.
     async fn get_with_items(
         &self,
         id: PersonId,
@@ -118,7 +120,7 @@ pub trait PersonRepository: Send + Sync {
             return Ok(None);
         };
         let (mut alerts, mut referrals) = (None, None);
-        if consent.is_none() {
+        if consent.is_none() && person.merged_into().is_none() {
             if let Some(store) = stores.alerts {
                 alerts = Some(store.list_for_person(id).await?);
             }
@@ -213,7 +215,7 @@ pub trait AlertRepository: Send + Sync {
     /// order, referrals most recently received first). A store that holds both (a
     /// database) reads them in one query instead, from its own tables, whatever store
     /// is passed: callers pass the one of the same record. A summary asks when
-    /// `get_with_items` did not read them.
+    /// `get_with_items` did not read them (and the person's records were not merged).
     async fn list_with_referrals(
         &self,
         person: PersonId,

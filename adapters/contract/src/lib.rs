@@ -741,6 +741,22 @@ pub async fn person_with_items(people: &dyn PersonRepository, stores: ItemStores
         (Some(held), None, None),
         "a consent changed back: still no item read with the record"
     );
+    // A merged-away record (here `local`, its items still filed under it) has none read.
+    let mut survivor = sample_person("Itemsurvivor", date(1982, 8, 9), &fresh_postcode());
+    survivor.set_version(people.save(&survivor).await.unwrap());
+    let mut retired = people.get(local.id()).await.unwrap().unwrap();
+    survivor.absorb(&mut retired).unwrap();
+    people.save_merge(&survivor, &retired).await.unwrap();
+    let read = people
+        .get_with_items(local.id(), stores)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (read.person.merged_into(), read.alerts, read.referrals),
+        (Some(survivor.id()), None, None),
+        "merged away: no item read with the record"
+    );
 }
 
 /// The [`AlertRepository`] contract.
