@@ -618,6 +618,15 @@ fn by_id(mut list: Vec<Alert>) -> Vec<Alert> {
     list
 }
 
+/// What `get_with_items` reads of a stored record.
+async fn held(people: &dyn PersonRepository, id: PersonId, stores: ItemStores<'_>) -> HeldRecord {
+    people
+        .get_with_items(id, stores)
+        .await
+        .unwrap()
+        .expect("a stored record")
+}
+
 /// The [`PersonRepository::get_with_items`] contract: `stores` are the same record's;
 /// the items asked for are what `list_with_referrals` lists, read only for a record
 /// without a consent.
@@ -653,11 +662,7 @@ pub async fn person_with_items(people: &dyn PersonRepository, stores: ItemStores
     other.opt_out(&dpo(), at(1), None, "form received").unwrap();
     stores.consent.save(&other).await.unwrap();
     for person in [&owner, &local] {
-        let mut read = people
-            .get_with_items(person.id(), stores)
-            .await
-            .unwrap()
-            .expect("a stored record");
+        let mut read = held(people, person.id(), stores).await;
         read.alerts = read.alerts.map(by_id);
         let (alerts, referrals) = alert_store
             .list_with_referrals(person.id(), referral_store)
@@ -674,11 +679,7 @@ pub async fn person_with_items(people: &dyn PersonRepository, stores: ItemStores
             "without a consent: the record and what the item stores list"
         );
     }
-    let read = people
-        .get_with_items(owner.id(), stores)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = held(people, owner.id(), stores).await;
     assert_eq!(
         read.referrals
             .unwrap()
@@ -700,11 +701,7 @@ pub async fn person_with_items(people: &dyn PersonRepository, stores: ItemStores
             alerts: stores.alerts.filter(|_| alerts),
             referrals: stores.referrals.filter(|_| referrals),
         };
-        let read = people
-            .get_with_items(owner.id(), asked)
-            .await
-            .unwrap()
-            .unwrap();
+        let read = held(people, owner.id(), asked).await;
         assert_eq!(
             (
                 read.alerts.map(|a| a.len()),
@@ -715,30 +712,26 @@ pub async fn person_with_items(people: &dyn PersonRepository, stores: ItemStores
         );
     }
     // A record with a consent (whatever it says) has its items left unread.
-    let mut held = Consent::participating(owner.nhs_number().unwrap().clone());
-    held.opt_out(&dpo(), at(2), None, "form received").unwrap();
-    held.set_version(stores.consent.save(&held).await.unwrap());
+    let mut own = Consent::participating(owner.nhs_number().unwrap().clone());
+    own.opt_out(&dpo(), at(2), None, "form received").unwrap();
+    own.set_version(stores.consent.save(&own).await.unwrap());
     assert_eq!(
         people.get_with_items(owner.id(), stores).await.unwrap(),
         Some(HeldRecord {
             person: owner.clone(),
-            consent: Some(held.clone()),
+            consent: Some(own.clone()),
             alerts: None,
             referrals: None,
         }),
         "opted out: the record and its consent, no item read"
     );
-    held.opt_in(&dpo(), at(3), "asked to take part again")
+    own.opt_in(&dpo(), at(3), "asked to take part again")
         .unwrap();
-    held.set_version(stores.consent.save(&held).await.unwrap());
-    let read = people
-        .get_with_items(owner.id(), stores)
-        .await
-        .unwrap()
-        .unwrap();
+    own.set_version(stores.consent.save(&own).await.unwrap());
+    let read = held(people, owner.id(), stores).await;
     assert_eq!(
         (read.consent, read.alerts, read.referrals),
-        (Some(held), None, None),
+        (Some(own), None, None),
         "a consent changed back: still no item read with the record"
     );
     // A merged-away record (here `local`, its items still filed under it) has none read.
@@ -747,11 +740,7 @@ pub async fn person_with_items(people: &dyn PersonRepository, stores: ItemStores
     let mut retired = people.get(local.id()).await.unwrap().unwrap();
     survivor.absorb(&mut retired).unwrap();
     people.save_merge(&survivor, &retired).await.unwrap();
-    let read = people
-        .get_with_items(local.id(), stores)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = held(people, local.id(), stores).await;
     assert_eq!(
         (read.person.merged_into(), read.alerts, read.referrals),
         (Some(survivor.id()), None, None),
