@@ -230,7 +230,8 @@ impl Services {
 
     /// The live record for an id, following merges to the survivor, with its consent
     /// level, and the items `wanted` that [`PersonRepository::get_with_items`] reads
-    /// (none for a record with a consent): read together, one query on a database.
+    /// (none for a record with a consent or merged away): read together, one query on a
+    /// database.
     async fn load_live(
         &self,
         id: PersonId,

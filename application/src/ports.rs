@@ -68,8 +68,8 @@ pub struct HeldRecord {
 /// People. Contract:
 /// - `get` returns the record with that id, merged-away records included, else `None`;
 ///   `get_with_consent` the same with the consent held for its NHS number, and
-///   `get_with_items` with that and, for a record without a consent, the alerts and
-///   referrals asked for that are filed under its id.
+///   `get_with_items` with that and, for a live record without a consent, the alerts
+///   and referrals asked for that are filed under its id.
 /// - `find_by_identifier` returns the one live (not merged-away) record holding it;
 ///   `find_by_identifiers` the records holding any of several, each once, in no order.
 /// - `search` returns live records that [`Person::matches`] the criteria, ordered by id,

@@ -143,19 +143,14 @@ impl Services {
             self.decide(&look.for_action(Action::ReadReferrals)) == Decision::Permit;
         // What the first read did not bring (a person with a consent, items filed under
         // records merged into this one) is read now, after the gate.
-        let merged = person.merged_from().next().is_some();
-        let (alerts, referrals) = match (alerts, referrals) {
-            (alerts, referrals)
-                if !merged
-                    && (alerts.is_some() || !banner_allowed)
-                    && (referrals.is_some() || !referrals_allowed) =>
-            {
-                (alerts.unwrap_or_default(), referrals.unwrap_or_default())
-            }
-            _ => {
-                self.alerts_and_referrals(&person, referrals_allowed)
-                    .await?
-            }
+        let first_read_enough = person.merged_from().next().is_none()
+            && (alerts.is_some() || !banner_allowed)
+            && (referrals.is_some() || !referrals_allowed);
+        let (alerts, referrals) = if first_read_enough {
+            (alerts.unwrap_or_default(), referrals.unwrap_or_default())
+        } else {
+            self.alerts_and_referrals(&person, referrals_allowed)
+                .await?
         };
         let alerts = if banner_allowed { alerts } else { Vec::new() };
         let referrals = if referrals_allowed {
