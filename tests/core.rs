@@ -12,8 +12,8 @@ use care_access_audit::{AuditEvent, ChainBreak, Outcome};
 use care_alert::{AlertCategory, AlertDetails, Severity};
 use care_application::views::GpSummaryState;
 use care_application::{
-    AccessError, ConsentCommand, DeathStatement, IngestError, PersonIdentity, Ports, Services,
-    SourceInfo,
+    AccessError, AlertRepository, ConsentCommand, DeathStatement, IngestError, PersonIdentity,
+    Ports, ReferralRepository, RepoError, Services, SourceInfo,
 };
 use care_consent::{ConsentLevel, EvidenceStatus, Representative};
 use care_in_memory::{InMemoryAuditLog, ManualClock, SpecPolicy, in_memory_ports};
@@ -1361,8 +1361,8 @@ async fn a_search_whose_matches_exceed_what_was_looked_at_says_it_was_cut_short(
 
 /// The alert and referral stores of a world, counting the reads of a person's items.
 struct CountedItemReads {
-    alerts: Arc<dyn care_application::AlertRepository>,
-    referrals: Arc<dyn care_application::ReferralRepository>,
+    alerts: Arc<dyn AlertRepository>,
+    referrals: Arc<dyn ReferralRepository>,
     alert_reads: std::sync::atomic::AtomicUsize,
     referral_reads: std::sync::atomic::AtomicUsize,
 }
@@ -1378,62 +1378,48 @@ impl CountedItemReads {
 }
 
 #[async_trait::async_trait]
-impl care_application::AlertRepository for CountedItemReads {
+impl AlertRepository for CountedItemReads {
     async fn find_by_source_ref(
         &self,
         source: &SourceId,
         source_ref: &str,
-    ) -> Result<Option<care_alert::Alert>, care_application::RepoError> {
+    ) -> Result<Option<care_alert::Alert>, RepoError> {
         self.alerts.find_by_source_ref(source, source_ref).await
     }
-    async fn save(&self, alert: &care_alert::Alert) -> Result<u64, care_application::RepoError> {
+    async fn save(&self, alert: &care_alert::Alert) -> Result<u64, RepoError> {
         self.alerts.save(alert).await
     }
-    async fn list_for_person(
-        &self,
-        person: PersonId,
-    ) -> Result<Vec<care_alert::Alert>, care_application::RepoError> {
+    async fn list_for_person(&self, person: PersonId) -> Result<Vec<care_alert::Alert>, RepoError> {
         self.alert_reads
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.alerts.list_for_person(person).await
     }
-    async fn reassign_person(
-        &self,
-        from: PersonId,
-        to: PersonId,
-    ) -> Result<u64, care_application::RepoError> {
+    async fn reassign_person(&self, from: PersonId, to: PersonId) -> Result<u64, RepoError> {
         self.alerts.reassign_person(from, to).await
     }
 }
 
 #[async_trait::async_trait]
-impl care_application::ReferralRepository for CountedItemReads {
+impl ReferralRepository for CountedItemReads {
     async fn find_by_source_ref(
         &self,
         source: &SourceId,
         source_ref: &str,
-    ) -> Result<Option<care_referral::Referral>, care_application::RepoError> {
+    ) -> Result<Option<care_referral::Referral>, RepoError> {
         self.referrals.find_by_source_ref(source, source_ref).await
     }
-    async fn save(
-        &self,
-        referral: &care_referral::Referral,
-    ) -> Result<u64, care_application::RepoError> {
+    async fn save(&self, referral: &care_referral::Referral) -> Result<u64, RepoError> {
         self.referrals.save(referral).await
     }
     async fn list_for_person(
         &self,
         person: PersonId,
-    ) -> Result<Vec<care_referral::Referral>, care_application::RepoError> {
+    ) -> Result<Vec<care_referral::Referral>, RepoError> {
         self.referral_reads
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.referrals.list_for_person(person).await
     }
-    async fn reassign_person(
-        &self,
-        from: PersonId,
-        to: PersonId,
-    ) -> Result<u64, care_application::RepoError> {
+    async fn reassign_person(&self, from: PersonId, to: PersonId) -> Result<u64, RepoError> {
         self.referrals.reassign_person(from, to).await
     }
 }

@@ -332,7 +332,8 @@ impl FeedSession {
     /// Opens a unit of work: a session over the same source whose writes — applied
     /// messages, quarantine entries, the source's counters — commit together when the
     /// unit does (see [`crate::UnitOfWork`]). Nothing written through it may be
-    /// acknowledged to a sender before [`FeedUnit::commit`] returns.
+    /// acknowledged to a sender before the commit is durable
+    /// ([`FeedUnit::commit_then_flush`]).
     pub async fn unit(&self) -> Result<FeedUnit, IngestError> {
         let unit = self.services.ports.units.begin().await?;
         let ports = self.services.ports.clone();
@@ -413,12 +414,6 @@ impl FeedUnit {
     /// Whether others wait for the database this unit holds: commit soon.
     pub fn others_waiting(&self) -> bool {
         self.unit.others_waiting()
-    }
-
-    /// Makes everything written through the unit durable; only then may it be
-    /// acknowledged.
-    pub async fn commit(self) -> Result<(), IngestError> {
-        self.unit.commit().await.map_err(IngestError::from)
     }
 
     /// Commits, letting the database go to the next unit before the commit is durable,
