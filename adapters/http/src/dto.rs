@@ -82,6 +82,7 @@ pub struct TextField {
 
 /// An address with its provenance.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AddressField {
     /// Address lines.
     pub lines: Vec<String>,
@@ -93,6 +94,7 @@ pub struct AddressField {
 
 /// A GP practice with its provenance.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct GpField {
     /// Practice code.
     pub code: String,
@@ -104,6 +106,7 @@ pub struct GpField {
 
 /// Demographics, each field with where it came from.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DemographicsDto {
     /// Name.
     pub name: Option<NameField>,
@@ -119,6 +122,7 @@ pub struct DemographicsDto {
 
 /// An alert.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AlertDto {
     /// Its id.
     pub id: String,
@@ -160,6 +164,7 @@ impl From<&Alert> for AlertDto {
 
 /// How recently a source told the record about this person.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct FreshnessDto {
     /// The source.
     pub source: String,
@@ -190,6 +195,7 @@ impl From<&SourceFreshness> for FreshnessDto {
 
 /// A person's record summary.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PersonSummaryDto {
     /// The record's id (the surviving record's, after a merge).
     pub id: String,
@@ -264,6 +270,7 @@ impl From<&PersonSummary> for PersonSummaryDto {
 
 /// One person found.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SearchHitDto {
     /// The record's id.
     pub id: String,
@@ -325,6 +332,7 @@ impl From<&SearchResults> for SearchResultsDto {
 
 /// A children's social-care referral.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReferralDto {
     /// Its id.
     pub id: String,
@@ -384,6 +392,7 @@ impl From<&ReferralList> for ReferralListDto {
 
 /// The GP summary.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct GpSummaryDto {
     /// The record's id.
     pub person: String,
@@ -416,6 +425,7 @@ impl From<&GpSummary> for GpSummaryDto {
 
 /// One source's own statement of a person's demographics.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SourceRecordDto {
     /// The source.
     pub source: String,
@@ -503,6 +513,7 @@ impl From<&Representative> for RepresentativeDto {
 
 /// One consent change.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ConsentChangeDto {
     /// When.
     pub at: Timestamp,
@@ -559,6 +570,7 @@ impl From<&ConsentChange> for ConsentChangeDto {
 
 /// A person's consent, as the DPO sees it.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ConsentDto {
     /// The NHS number.
     pub nhs_number: String,
@@ -586,6 +598,7 @@ impl From<&ConsentView> for ConsentDto {
 
 /// A consent change to record.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ConsentChangeRequest {
     /// `opt_out`, `ask_first`, `opt_in` or `evidence_status`.
     pub change: Option<String>,
@@ -599,6 +612,7 @@ pub struct ConsentChangeRequest {
 
 /// A representative acting for a person who lacks capacity.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RepresentativeRequest {
     /// Their name.
     pub name: Option<String>,
@@ -704,6 +718,7 @@ pub fn access_report_csv(r: &AccessReport) -> String {
 
 /// The result of verifying the audit chain.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VerificationDto {
     /// Whether every event verified against the head.
     pub valid: bool,
@@ -746,6 +761,7 @@ pub fn required<'a, T>(
 
 /// A sign-in (both fields required).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignInRequest {
     /// Account name.
     pub username: Option<String>,
@@ -786,6 +802,7 @@ pub struct WhoAmIDto {
 
 /// A user.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserDto {
     /// Account name.
     pub username: String,
@@ -819,6 +836,7 @@ impl From<&UserSummary> for UserDto {
 
 /// A user to create.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewUserRequest {
     /// Account name (letters, digits, `-`, `_`, `.`, `@`).
     pub username: Option<String>,
@@ -837,6 +855,7 @@ pub struct NewUserRequest {
 
 /// A new password.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PasswordRequest {
     /// The new password.
     #[oai(write_only)]
@@ -866,6 +885,7 @@ impl From<&Organisation> for OrganisationDto {
 
 /// An organisation to create.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewOrganisationRequest {
     /// Code (e.g. an ODS code).
     pub id: Option<String>,
@@ -875,6 +895,7 @@ pub struct NewOrganisationRequest {
 
 /// One feed source's status.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct FeedSourceDto {
     /// Source id.
     pub source: String,
@@ -938,6 +959,7 @@ pub struct HealthDto {
 
 /// A security event (sign-ins, sign-outs, network refusals, rate limiting).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SecurityEventDto {
     /// When.
     pub at: Timestamp,
@@ -966,6 +988,7 @@ impl From<&care_application::SecurityEvent> for SecurityEventDto {
 
 /// What became of one submitted message.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MessageReportDto {
     /// Its position in the submission, from 0.
     pub index: u64,
@@ -1036,6 +1059,7 @@ fn outcome_name(outcome: UpdateOutcome) -> String {
 
 /// A quarantined feed message, without its content.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct QuarantineEntryDto {
     /// Its id.
     pub id: Uuid,

@@ -373,10 +373,8 @@ fn generic(status: StatusCode, kind: &str, title: &str, detail: Option<String>) 
         detail,
         field: None,
     };
-    let json = serde_json::to_vec(&serde_json::json!({
-        "type": b.kind, "title": b.title, "status": b.status, "detail": b.detail,
-    }))
-    .unwrap_or_default();
+    // As the typed answers are written: a field without a value is left out.
+    let json = serde_json::to_vec(&poem_openapi::types::ToJSON::to_json(&b)).unwrap_or_default();
     Response::builder()
         .status(status)
         .content_type(PROBLEM_JSON)
