@@ -793,15 +793,15 @@ impl AdminApi {
         let actor = actor(&self.0, req, &auth).await?;
         let new = NewUser {
             user: username(required(&body.username, "username")?)?,
-            display_name: required(&body.display_name, "display_name")?.clone(),
+            display_name: required(&body.display_name, "display_name")?.0.clone(),
             organisation: OrganisationId::parse(required(&body.organisation, "organisation")?)?,
             role: Role::parse(required(&body.role, "role")?)?,
             feed_source: body
                 .feed_source
-                .as_deref()
-                .map(SourceId::parse)
+                .as_ref()
+                .map(|source| SourceId::parse(source))
                 .transpose()?,
-            password: required(&body.password, "password")?.clone(),
+            password: required(&body.password, "password")?.0.clone(),
         };
         let user = self
             .0

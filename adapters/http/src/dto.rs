@@ -16,7 +16,64 @@ use care_kernel::{Date, SourceId, SourceKind, Timestamp, UpdateOutcome};
 use care_person::{Demographics, Gender, NhsNumber, SourceRecord, Sourced};
 use care_referral::Referral;
 use poem_openapi::Object;
+use poem_openapi::registry::MetaSchemaRef;
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use uuid::Uuid;
+
+/// A string in a request body, and only a string: poem-openapi's `String` also takes a
+/// JSON number or boolean (as its text), which the document, saying `string`, does not
+/// allow. Its schema is `String`'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl std::ops::Deref for Text {
+    type Target = String;
+
+    fn deref(&self) -> &String {
+        &self.0
+    }
+}
+
+impl Type for Text {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        String::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        String::schema_ref()
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl ParseFromJSON for Text {
+    fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+        match value.unwrap_or_default() {
+            serde_json::Value::String(text) => Ok(Text(text)),
+            other => Err(ParseError::expected_type(other)),
+        }
+    }
+}
+
+impl ToJSON for Text {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(self.0.clone()))
+    }
+}
 
 fn gender(g: Gender) -> String {
     match g {
@@ -601,13 +658,13 @@ impl From<&ConsentView> for ConsentDto {
 #[oai(skip_serializing_if_is_none)]
 pub struct ConsentChangeRequest {
     /// `opt_out`, `ask_first`, `opt_in` or `evidence_status`.
-    pub change: Option<String>,
+    pub change: Option<Text>,
     /// Why (kept in the history).
-    pub reason: Option<String>,
+    pub reason: Option<Text>,
     /// For an opt-out by a representative.
     pub representative: Option<RepresentativeRequest>,
     /// For `evidence_status`: `requested` or `verified`.
-    pub evidence_status: Option<String>,
+    pub evidence_status: Option<Text>,
 }
 
 /// A representative acting for a person who lacks capacity.
@@ -615,15 +672,15 @@ pub struct ConsentChangeRequest {
 #[oai(skip_serializing_if_is_none)]
 pub struct RepresentativeRequest {
     /// Their name.
-    pub name: Option<String>,
+    pub name: Option<Text>,
     /// Their relationship to the person.
-    pub relationship: Option<String>,
+    pub relationship: Option<Text>,
     /// They confirm the person lacks capacity.
     pub lacks_capacity_confirmed: Option<bool>,
     /// They confirm their authority to act.
     pub authority_confirmed: Option<bool>,
     /// Reference of the evidence of their authority.
-    pub evidence_reference: Option<String>,
+    pub evidence_reference: Option<Text>,
 }
 
 /// One organisation and role in an access report.
@@ -764,10 +821,10 @@ pub fn required<'a, T>(
 #[oai(skip_serializing_if_is_none)]
 pub struct SignInRequest {
     /// Account name.
-    pub username: Option<String>,
+    pub username: Option<Text>,
     /// Password.
     #[oai(write_only)]
-    pub password: Option<String>,
+    pub password: Option<Text>,
 }
 
 /// A new session.
@@ -839,18 +896,18 @@ impl From<&UserSummary> for UserDto {
 #[oai(skip_serializing_if_is_none)]
 pub struct NewUserRequest {
     /// Account name (letters, digits, `-`, `_`, `.`, `@`).
-    pub username: Option<String>,
+    pub username: Option<Text>,
     /// Name.
-    pub display_name: Option<String>,
+    pub display_name: Option<Text>,
     /// Organisation code (must exist).
-    pub organisation: Option<String>,
+    pub organisation: Option<Text>,
     /// Role.
-    pub role: Option<String>,
+    pub role: Option<Text>,
     /// For feed accounts: their source.
-    pub feed_source: Option<String>,
+    pub feed_source: Option<Text>,
     /// Initial password (≥ 12 characters, not common, not containing the username).
     #[oai(write_only)]
-    pub password: Option<String>,
+    pub password: Option<Text>,
 }
 
 /// A new password.
@@ -859,7 +916,7 @@ pub struct NewUserRequest {
 pub struct PasswordRequest {
     /// The new password.
     #[oai(write_only)]
-    pub password: Option<String>,
+    pub password: Option<Text>,
 }
 
 /// An organisation.
@@ -888,9 +945,9 @@ impl From<&Organisation> for OrganisationDto {
 #[oai(skip_serializing_if_is_none)]
 pub struct NewOrganisationRequest {
     /// Code (e.g. an ODS code).
-    pub id: Option<String>,
+    pub id: Option<Text>,
     /// Name.
-    pub name: Option<String>,
+    pub name: Option<Text>,
 }
 
 /// One feed source's status.
