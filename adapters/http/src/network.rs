@@ -304,28 +304,45 @@ static FEED_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8
 #[derive(Debug, Default)]
 pub(crate) struct Routes {
     templates: Vec<(String, Vec<String>)>,
+    /// Each template's methods, as a 405's `Allow` header lists them.
+    allow: std::collections::HashMap<String, String>,
     front_end: Option<fn(&str) -> Option<&'static str>>,
 }
 
 impl Routes {
-    /// The paths of the OpenAPI document, plus the documentation's own.
+    /// The paths of the OpenAPI document with their methods, plus the documentation's own.
     pub(crate) fn from_spec(spec: &str) -> Self {
         let parsed: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
-        let mut templates: Vec<String> = parsed["paths"]
+        // In the document's (sorted) order, the documentation's own last: the first
+        // template a path matches names it.
+        let mut allowed: Vec<(String, String)> = parsed["paths"]
             .as_object()
-            .map(|paths| paths.keys().cloned().collect())
+            .map(|paths| {
+                paths
+                    .iter()
+                    .map(|(template, operations)| (template.clone(), allow_header(operations)))
+                    .collect()
+            })
             .unwrap_or_default();
-        templates.extend(["/openapi.json".to_owned(), "/docs".to_owned()]);
+        for own in ["/openapi.json", "/docs"] {
+            allowed.push((own.to_owned(), "GET, HEAD".to_owned()));
+        }
         Self {
-            templates: templates
-                .into_iter()
-                .map(|t| {
+            templates: allowed
+                .iter()
+                .map(|(t, _)| {
                     let segments = t.split('/').map(str::to_owned).collect();
-                    (t, segments)
+                    (t.clone(), segments)
                 })
                 .collect(),
+            allow: allowed.into_iter().collect(),
             front_end: None,
         }
+    }
+
+    /// The methods a template takes, for a 405's `Allow` header (RFC 9110, 15.5.6).
+    pub(crate) fn allowed(&self, template: &str) -> Option<&str> {
+        self.allow.get(template).map(String::as_str)
     }
 
     /// Also names the front end's paths.
@@ -354,6 +371,19 @@ impl Routes {
             })
             .map_or("unmatched", |(t, _)| t.as_str())
     }
+}
+
+/// The methods of one path of the OpenAPI document (in the order the document keeps
+/// them: alphabetical); a path that takes GET also answers HEAD (poem answers it from the GET operation).
+fn allow_header(operations: &serde_json::Value) -> String {
+    let mut methods: Vec<String> = operations
+        .as_object()
+        .map(|o| o.keys().map(|m| m.to_ascii_uppercase()).collect())
+        .unwrap_or_default();
+    if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
+        methods.push("HEAD".to_owned());
+    }
+    methods.join(", ")
 }
 
 /// Sends the front end's paths to the front end and everything else to the API.
@@ -415,10 +445,18 @@ impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
             http.route = %route,
             http.response.status_code = tracing::field::Empty,
         );
-        let response = match self.inner.call(req).instrument(span.clone()).await {
+        let mut response = match self.inner.call(req).instrument(span.clone()).await {
             Ok(r) => r.into_response(),
             Err(e) => crate::problem::from_poem_error(e),
         };
+        if response.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
+            && let Some(allow) = self.routes.allowed(&route)
+            && let Ok(value) = poem::http::HeaderValue::from_str(allow)
+        {
+            response
+                .headers_mut()
+                .insert(poem::http::header::ALLOW, value);
+        }
         span.record("http.response.status_code", response.status().as_u16());
         self.observer.request(
             &method,
@@ -506,6 +544,20 @@ mod tests {
         let r = Routes::from_spec(spec).with_front_end(Some(front));
         assert_eq!(r.template("/ui/app.js"), "/ui/{file}");
         assert_eq!(r.template("/health"), "/health");
+    }
+
+    #[test]
+    fn a_template_s_methods_are_what_a_405_allows() {
+        let spec = r#"{"paths": {"/api/v1/sessions/current": {"get": {}, "delete": {}},
+            "/api/v1/sessions": {"post": {}}}}"#;
+        let r = Routes::from_spec(spec);
+        assert_eq!(
+            r.allowed("/api/v1/sessions/current"),
+            Some("DELETE, GET, HEAD")
+        );
+        assert_eq!(r.allowed("/api/v1/sessions"), Some("POST"));
+        assert_eq!(r.allowed("/docs"), Some("GET, HEAD"));
+        assert_eq!(r.allowed("unmatched"), None);
     }
 
     #[test]

@@ -1004,6 +1004,18 @@ async fn malformed_input_is_a_4xx_problem(api: &Api, cast: &Cast) {
             a.text
         );
     }
+    // A 405 says which methods the path takes (RFC 9110, 15.5.6).
+    let patch = api
+        .http
+        .request(
+            Method::PATCH,
+            format!("{}/api/v1/sessions/current", api.base),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(patch.headers()["allow"], "DELETE, GET, HEAD");
 }
 
 async fn service_endpoints(api: &Api) {
