@@ -373,8 +373,9 @@ impl Routes {
     }
 }
 
-/// The methods of one path of the OpenAPI document (in the order the document keeps
-/// them: alphabetical); a path that takes GET also answers HEAD (poem answers it from the GET operation).
+/// The methods of one path of the OpenAPI document, in the order the document keeps
+/// them (alphabetical); a path that takes GET also answers HEAD, which poem answers
+/// from the GET operation.
 fn allow_header(operations: &serde_json::Value) -> String {
     let mut methods: Vec<String> = operations
         .as_object()
