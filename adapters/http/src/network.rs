@@ -303,46 +303,59 @@ static FEED_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8
 /// The route templates of the API, to name a request's route without its values.
 #[derive(Debug, Default)]
 pub(crate) struct Routes {
-    templates: Vec<(String, Vec<String>)>,
-    /// Each template's methods, as a 405's `Allow` header lists them.
-    allow: std::collections::HashMap<String, String>,
+    /// In the document's (sorted) order, the documentation's own last: the first
+    /// template a path matches names it.
+    templates: Vec<Template>,
     front_end: Option<fn(&str) -> Option<&'static str>>,
+}
+
+/// One path of the document: its template, split at `/`, and its methods as a 405's
+/// `Allow` header lists them.
+#[derive(Debug)]
+struct Template {
+    name: String,
+    segments: Vec<String>,
+    allow: String,
+}
+
+impl Template {
+    fn new(name: &str, allow: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            segments: name.split('/').map(str::to_owned).collect(),
+            allow,
+        }
+    }
 }
 
 impl Routes {
     /// The paths of the OpenAPI document with their methods, plus the documentation's own.
     pub(crate) fn from_spec(spec: &str) -> Self {
         let parsed: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
-        // In the document's (sorted) order, the documentation's own last: the first
-        // template a path matches names it.
-        let mut allowed: Vec<(String, String)> = parsed["paths"]
+        let mut templates: Vec<Template> = parsed["paths"]
             .as_object()
             .map(|paths| {
                 paths
                     .iter()
-                    .map(|(template, operations)| (template.clone(), allow_header(operations)))
+                    .map(|(name, operations)| Template::new(name, allow_header(operations)))
                     .collect()
             })
             .unwrap_or_default();
         for own in ["/openapi.json", "/docs"] {
-            allowed.push((own.to_owned(), "GET, HEAD".to_owned()));
+            templates.push(Template::new(own, "GET, HEAD".to_owned()));
         }
         Self {
-            templates: allowed
-                .iter()
-                .map(|(t, _)| {
-                    let segments = t.split('/').map(str::to_owned).collect();
-                    (t.clone(), segments)
-                })
-                .collect(),
-            allow: allowed.into_iter().collect(),
+            templates,
             front_end: None,
         }
     }
 
     /// The methods a template takes, for a 405's `Allow` header (RFC 9110, 15.5.6).
     pub(crate) fn allowed(&self, template: &str) -> Option<&str> {
-        self.allow.get(template).map(String::as_str)
+        self.templates
+            .iter()
+            .find(|t| t.name == template)
+            .map(|t| t.allow.as_str())
     }
 
     /// Also names the front end's paths.
@@ -363,13 +376,14 @@ impl Routes {
         let segments: Vec<&str> = path.split('/').collect();
         self.templates
             .iter()
-            .find(|(_, t)| {
+            .find(|template| {
+                let t = &template.segments;
                 t.len() == segments.len()
                     && t.iter().zip(&segments).all(|(t, s)| {
                         (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s
                     })
             })
-            .map_or("unmatched", |(t, _)| t.as_str())
+            .map_or("unmatched", |t| t.name.as_str())
     }
 }
 
