@@ -658,9 +658,9 @@ impl From<&ConsentView> for ConsentDto {
 #[oai(skip_serializing_if_is_none)]
 pub struct ConsentChangeRequest {
     /// `opt_out`, `ask_first`, `opt_in` or `evidence_status`.
-    pub change: Option<Text>,
+    pub change: Required<Text>,
     /// Why (kept in the history).
-    pub reason: Option<Text>,
+    pub reason: Required<Text>,
     /// For an opt-out by a representative.
     pub representative: Option<RepresentativeRequest>,
     /// For `evidence_status`: `requested` or `verified`.
@@ -672,15 +672,15 @@ pub struct ConsentChangeRequest {
 #[oai(skip_serializing_if_is_none)]
 pub struct RepresentativeRequest {
     /// Their name.
-    pub name: Option<Text>,
+    pub name: Required<Text>,
     /// Their relationship to the person.
-    pub relationship: Option<Text>,
+    pub relationship: Required<Text>,
     /// They confirm the person lacks capacity.
-    pub lacks_capacity_confirmed: Option<bool>,
+    pub lacks_capacity_confirmed: Required<bool>,
     /// They confirm their authority to act.
-    pub authority_confirmed: Option<bool>,
+    pub authority_confirmed: Required<bool>,
     /// Reference of the evidence of their authority.
-    pub evidence_reference: Option<Text>,
+    pub evidence_reference: Required<Text>,
 }
 
 /// One organisation and role in an access report.
@@ -805,26 +805,85 @@ impl From<&ChainVerification> for VerificationDto {
     }
 }
 
-/// A field the request must carry. Request bodies declare their fields optional so that
-/// a missing one is refused here, by name (poem-openapi's own error does not name it).
+/// A field the request must carry: the document lists it as required, and a missing
+/// one (or `null`) is refused by the handler, by name, through [`required`]
+/// (poem-openapi's own error for a missing field does not name it). What it holds, when
+/// present, is parsed as `T`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Required<T>(pub Option<T>);
+
+impl<T: Type> Type for Required<T> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = T::RawValueType;
+    type RawElementValueType = T::RawElementValueType;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        T::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        self.0.as_ref().and_then(T::as_raw_value)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        match &self.0 {
+            Some(value) => value.raw_element_iter(),
+            None => Box::new(std::iter::empty()),
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl<T: ParseFromJSON> ParseFromJSON for Required<T> {
+    fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+        match value {
+            None | Some(serde_json::Value::Null) => Ok(Required(None)),
+            value => T::parse_from_json(value)
+                .map(|v| Required(Some(v)))
+                .map_err(ParseError::propagate),
+        }
+    }
+}
+
+impl<T: ToJSON> ToJSON for Required<T> {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        self.0.as_ref().and_then(ToJSON::to_json)
+    }
+}
+
+/// The value of a [`Required`] field, or a problem naming it.
 pub fn required<'a, T>(
-    value: &'a Option<T>,
+    value: &'a Required<T>,
     field: &str,
 ) -> Result<&'a T, crate::problem::Problem> {
     value
+        .0
         .as_ref()
         .ok_or_else(|| crate::problem::Problem::invalid(field, "is required"))
 }
 
-/// A sign-in (both fields required).
+/// A sign-in.
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct SignInRequest {
     /// Account name.
-    pub username: Option<Text>,
+    pub username: Required<Text>,
     /// Password.
     #[oai(write_only)]
-    pub password: Option<Text>,
+    pub password: Required<Text>,
 }
 
 /// A new session.
@@ -896,18 +955,18 @@ impl From<&UserSummary> for UserDto {
 #[oai(skip_serializing_if_is_none)]
 pub struct NewUserRequest {
     /// Account name (letters, digits, `-`, `_`, `.`, `@`).
-    pub username: Option<Text>,
+    pub username: Required<Text>,
     /// Name.
-    pub display_name: Option<Text>,
+    pub display_name: Required<Text>,
     /// Organisation code (must exist).
-    pub organisation: Option<Text>,
+    pub organisation: Required<Text>,
     /// Role.
-    pub role: Option<Text>,
+    pub role: Required<Text>,
     /// For feed accounts: their source.
     pub feed_source: Option<Text>,
     /// Initial password (≥ 12 characters, not common, not containing the username).
     #[oai(write_only)]
-    pub password: Option<Text>,
+    pub password: Required<Text>,
 }
 
 /// A new password.
@@ -916,7 +975,7 @@ pub struct NewUserRequest {
 pub struct PasswordRequest {
     /// The new password.
     #[oai(write_only)]
-    pub password: Option<Text>,
+    pub password: Required<Text>,
 }
 
 /// An organisation.
@@ -945,9 +1004,9 @@ impl From<&Organisation> for OrganisationDto {
 #[oai(skip_serializing_if_is_none)]
 pub struct NewOrganisationRequest {
     /// Code (e.g. an ODS code).
-    pub id: Option<Text>,
+    pub id: Required<Text>,
     /// Name.
-    pub name: Option<Text>,
+    pub name: Required<Text>,
 }
 
 /// One feed source's status.

@@ -1032,6 +1032,31 @@ async fn service_endpoints(api: &Api) {
         "{}",
         &spec.text[..200.min(spec.text.len())]
     );
+    // Request bodies list their required fields (the server names a missing one).
+    let schemas = &spec.body["components"]["schemas"];
+    for (schema, fields) in [
+        ("SignInRequest", &["username", "password"][..]),
+        (
+            "NewUserRequest",
+            &[
+                "username",
+                "display_name",
+                "organisation",
+                "role",
+                "password",
+            ][..],
+        ),
+        ("ConsentChangeRequest", &["change", "reason"][..]),
+        ("NewOrganisationRequest", &["id", "name"][..]),
+        ("PasswordRequest", &["password"][..]),
+    ] {
+        assert_eq!(
+            schemas[schema]["required"],
+            json!(fields),
+            "{schema}: {}",
+            schemas[schema]
+        );
+    }
     let docs = api.call(Method::GET, "/docs", None, &[], None).await;
     assert_eq!(docs.status, StatusCode::OK);
     // The portal, with its strict Content-Security-Policy through every layer.
