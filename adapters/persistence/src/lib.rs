@@ -108,6 +108,9 @@ impl Pool {
     };
 }
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
+
 /// How long a full checkpoint waits for another connection's copy of the log to end
 /// ([`Database::checkpoint`]).
 const CHECKPOINT_WAIT: Duration = Duration::from_secs(30);
@@ -150,7 +153,11 @@ impl Database {
         options
             .sqlx_logging(false)
             .connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(30));
+            .acquire_timeout(Duration::from_secs(30))
+            // A connection is checked (a round trip) before use only once it has been
+            // idle long enough for the server or a firewall to have dropped it, not at
+            // every statement: on PostgreSQL the check was a round trip more per query.
+            .test_before_acquire_if_idle_for(IDLE_BEFORE_PING);
         if url.starts_with("sqlite:") {
             let cache = format!("-{}", u64::from(pool.sqlite_cache_mib) * 1024);
             options
@@ -178,7 +185,14 @@ impl Database {
         } else {
             options
                 .max_connections(pool.postgres_connections)
-                .min_connections(1);
+                .min_connections(1)
+                // Every transaction READ COMMITTED whatever the server's default (under
+                // REPEATABLE READ a second server's `FOR UPDATE` on the audit head would
+                // fail instead of waiting), said once at connect, in the start-up
+                // message: not a `SET TRANSACTION` round trip per transaction.
+                .map_sqlx_postgres_opts(|o| {
+                    o.options([("default_transaction_isolation", "read committed")])
+                });
         }
         let conn = SeaDatabase::connect(options)
             .await
