@@ -133,6 +133,21 @@ impl Services {
         }
     }
 
+    /// Refuses (and audits) a request for `action` that the actor's role or declared
+    /// purpose rules out whatever it concerns, before anything the request carries is
+    /// read: an adapter calls it before it parses a request's input, so that a role that
+    /// may not do something is refused, and the attempt audited, whatever it sent. The
+    /// use case decides again on what it finds; a permitted caller is not audited here.
+    pub async fn admit(
+        &self,
+        actor: &Actor,
+        action: Action,
+        resource: &str,
+    ) -> Result<(), AccessError> {
+        self.refuse_early(&Access::new(actor, self.now(), action).on(resource.to_owned()))
+            .await
+    }
+
     /// Refuses (and audits) an access that the actor's role or declared purpose rules
     /// out whoever the person is, before anything about the person is looked up: so the
     /// refusal costs the same whether or not the person exists.

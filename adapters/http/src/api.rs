@@ -11,8 +11,8 @@ use care_application::{
 };
 use care_consent::{EvidenceStatus, Representative};
 use care_kernel::{
-    AccessBasis, Actor, BasisKind, OrganisationId, PersonId, Purpose, Role, SourceId, Timestamp,
-    UserId,
+    AccessBasis, Action, Actor, BasisKind, OrganisationId, PersonId, Purpose, Role, SourceId,
+    Timestamp, UserId,
 };
 use care_person::{NameKey, NhsNumber, Postcode, SearchCriteria};
 use poem::Request;
@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::dto::*;
 use crate::feedbody::{FeedSubmission, FhirBody, Hl7Body};
 use crate::network::ClientAddr;
+use crate::payload::JsonBody;
 use crate::problem::Problem;
 use crate::{AppState, FeedBody};
 
@@ -92,6 +93,25 @@ async fn actor(state: &AppState, req: &Request, auth: &BearerAuth) -> Result<Act
             Err(e.into())
         }
     }
+}
+
+/// The actor, admitted to `action`: signed in, and refused (403, audited) if their role
+/// or declared purpose rules the action out, before anything else the request carries
+/// (path, query, body) is parsed. The use case decides again on what it finds.
+async fn admitted(
+    state: &AppState,
+    req: &Request,
+    auth: &BearerAuth,
+    action: Action,
+    resource: &str,
+) -> Result<Actor, Problem> {
+    let actor = actor(state, req, auth).await?;
+    state
+        .services
+        .admit(&actor, action, resource)
+        .await
+        .map_err(|e| failed(state, e))?;
+    Ok(actor)
 }
 
 /// The declared purpose of use, read from the raw header: absent or exactly
@@ -187,9 +207,10 @@ async fn record_reader(
     state: &AppState,
     req: &Request,
     auth: &BearerAuth,
+    (action, resource): (Action, &str),
     id: &str,
 ) -> Result<(Actor, PersonId), Problem> {
-    let actor = with_basis(actor(state, req, auth).await?, req)?;
+    let actor = with_basis(admitted(state, req, auth, action, resource).await?, req)?;
     Ok((actor, person_id(id)?))
 }
 
@@ -435,7 +456,7 @@ impl PeopleApi {
         #[oai(name = "X-Purpose-Of-Use")] _purpose: Header<Option<String>>,
     ) -> ApiResult<SearchResultsDto> {
         let started = Instant::now();
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::SearchPeople, "search").await?;
         let criteria = criteria(nhs_number.0, family.0, birth_date.0, postcode.0)?;
         let results = self
             .0
@@ -463,7 +484,14 @@ impl PeopleApi {
         #[oai(name = "X-Access-Reason")] _reason: Header<Option<String>>,
     ) -> ApiResult<PersonSummaryDto> {
         let started = Instant::now();
-        let (actor, id) = record_reader(&self.0, req, &auth, &id.0).await?;
+        let (actor, id) = record_reader(
+            &self.0,
+            req,
+            &auth,
+            (Action::ReadDemographics, "summary"),
+            &id.0,
+        )
+        .await?;
         let summary = match self.0.services.person_summary(&actor, id).await {
             Ok(v) => v,
             Err(e) => return Err(no_record_late(started, failed(&self.0, e)).await),
@@ -487,7 +515,14 @@ impl PeopleApi {
         #[oai(name = "X-Access-Reason")] _reason: Header<Option<String>>,
     ) -> ApiResult<ReferralListDto> {
         let started = Instant::now();
-        let (actor, id) = record_reader(&self.0, req, &auth, &id.0).await?;
+        let (actor, id) = record_reader(
+            &self.0,
+            req,
+            &auth,
+            (Action::ReadReferrals, "referrals"),
+            &id.0,
+        )
+        .await?;
         let list = match self.0.services.list_referrals(&actor, id).await {
             Ok(v) => v,
             Err(e) => return Err(no_record_late(started, failed(&self.0, e)).await),
@@ -511,7 +546,14 @@ impl PeopleApi {
         #[oai(name = "X-Access-Reason")] _reason: Header<Option<String>>,
     ) -> ApiResult<GpSummaryDto> {
         let started = Instant::now();
-        let (actor, id) = record_reader(&self.0, req, &auth, &id.0).await?;
+        let (actor, id) = record_reader(
+            &self.0,
+            req,
+            &auth,
+            (Action::ReadGpSummary, "gp_summary"),
+            &id.0,
+        )
+        .await?;
         let gp = match self.0.services.gp_summary(&actor, id).await {
             Ok(v) => v,
             Err(e) => return Err(no_record_late(started, failed(&self.0, e)).await),
@@ -533,7 +575,14 @@ impl PeopleApi {
         id: Path<String>,
     ) -> ApiResult<SourceDemographicsDto> {
         let started = Instant::now();
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(
+            &self.0,
+            req,
+            &auth,
+            Action::ReadSourceDemographics,
+            "source_demographics",
+        )
+        .await?;
         let id = person_id(&id.0)?;
         let view = match self.0.services.source_demographics(&actor, id).await {
             Ok(v) => v,
@@ -619,7 +668,7 @@ impl DpoApi {
         auth: BearerAuth,
         nhs_number: Path<String>,
     ) -> ApiResult<ConsentDto> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::AdministerConsent, "consent").await?;
         let nhs = self::nhs_number("nhs_number", &nhs_number.0)?;
         let view = self
             .0
@@ -642,9 +691,10 @@ impl DpoApi {
         req: &Request,
         auth: BearerAuth,
         nhs_number: Path<String>,
-        body: Json<ConsentChangeRequest>,
+        body: JsonBody<ConsentChangeRequest>,
     ) -> ApiResult<ConsentDto> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::AdministerConsent, "consent").await?;
+        let body = body.parse()?;
         let nhs = self::nhs_number("nhs_number", &nhs_number.0)?;
         let command = consent_command(&body)?;
         let reason = required(&body.reason, "reason")?;
@@ -669,7 +719,7 @@ impl DpoApi {
         auth: BearerAuth,
         nhs_number: Path<String>,
     ) -> ApiResult<SearchHitDto> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::FindIdentity, "identity").await?;
         let nhs = self::nhs_number("nhs_number", &nhs_number.0)?;
         let view = self
             .0
@@ -692,14 +742,21 @@ impl DpoApi {
         req: &Request,
         auth: BearerAuth,
         nhs_number: Path<String>,
-        from: Query<String>,
-        to: Query<String>,
+        from: Query<Required<String>>,
+        to: Query<Required<String>>,
         format: Query<Option<String>>,
     ) -> Result<ReportResponse, Problem> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(
+            &self.0,
+            req,
+            &auth,
+            Action::RunAccessReport,
+            "access_report",
+        )
+        .await?;
         let nhs = self::nhs_number("nhs_number", &nhs_number.0)?;
-        let from = parse_time("from", &from.0, false)?;
-        let to = parse_time("to", &to.0, true)?;
+        let from = parse_time("from", required(&from.0, "from")?, false)?;
+        let to = parse_time("to", required(&to.0, "to")?, true)?;
         let csv = match format.0.as_deref().map(str::trim) {
             None | Some("json") => false,
             Some("csv") => true,
@@ -788,9 +845,10 @@ impl AdminApi {
         &self,
         req: &Request,
         auth: BearerAuth,
-        body: Json<NewUserRequest>,
+        body: JsonBody<NewUserRequest>,
     ) -> Result<UserCreated, Problem> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users").await?;
+        let body = body.parse()?;
         let new = NewUser {
             user: username(required(&body.username, "username")?)?,
             display_name: required(&body.display_name, "display_name")?.0.clone(),
@@ -824,7 +882,7 @@ impl AdminApi {
         auth: BearerAuth,
         username: Path<String>,
     ) -> ApiResult<UserDto> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users").await?;
         let user = self::username(&username.0)?;
         let done = self
             .0
@@ -847,7 +905,7 @@ impl AdminApi {
         auth: BearerAuth,
         username: Path<String>,
     ) -> ApiResult<UserDto> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users").await?;
         let user = self::username(&username.0)?;
         let done = self
             .0
@@ -869,9 +927,10 @@ impl AdminApi {
         req: &Request,
         auth: BearerAuth,
         username: Path<String>,
-        body: Json<PasswordRequest>,
+        body: JsonBody<PasswordRequest>,
     ) -> ApiResult<UserDto> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users").await?;
+        let body = body.parse()?;
         let user = self::username(&username.0)?;
         let done = self
             .0
@@ -938,9 +997,10 @@ impl AdminApi {
         &self,
         req: &Request,
         auth: BearerAuth,
-        body: Json<NewOrganisationRequest>,
+        body: JsonBody<NewOrganisationRequest>,
     ) -> Result<OrganisationCreated, Problem> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "organisations").await?;
+        let body = body.parse()?;
         let id = OrganisationId::parse(required(&body.id, "id")?)
             .map_err(|e| Problem::invalid("id", &e.reason))?;
         let name = required(&body.name, "name")?;
@@ -987,7 +1047,7 @@ impl AdminApi {
         source: Path<String>,
         body: FeedSubmission,
     ) -> ApiResult<FeedReportDto> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::SubmitFeed, "feeds").await?;
         let source =
             SourceId::parse(&source.0).map_err(|e| Problem::invalid("source", &e.reason))?;
         let session = self
@@ -1020,7 +1080,7 @@ impl AdminApi {
         open: Query<Option<bool>>,
         limit: Query<Option<usize>>,
     ) -> ApiResult<Vec<QuarantineEntryDto>> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::ViewFeedStatus, "quarantine").await?;
         let source = source
             .0
             .as_deref()
@@ -1050,7 +1110,7 @@ impl AdminApi {
         auth: BearerAuth,
         id: Path<String>,
     ) -> ApiResult<QuarantineMessageDto> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::ViewFeedStatus, "quarantine").await?;
         let id = quarantine_id(&id.0)?;
         let (entry, _) = self
             .0
@@ -1079,7 +1139,14 @@ impl AdminApi {
         auth: BearerAuth,
         id: Path<String>,
     ) -> Result<ResubmitResponse, Problem> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(
+            &self.0,
+            req,
+            &auth,
+            Action::ResubmitQuarantine,
+            "quarantine",
+        )
+        .await?;
         let id = quarantine_id(&id.0)?;
         let resubmission = self
             .0

@@ -15,6 +15,7 @@ mod api;
 mod dto;
 mod feedbody;
 mod network;
+mod payload;
 pub mod problem;
 mod ratelimit;
 

@@ -87,6 +87,9 @@ pub enum Problem {
     /// The change conflicts with the current state.
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<ProblemBody>),
+    /// The body's media type is not one the operation takes.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<ProblemBody>),
     /// Too many requests, or a locked account.
     #[oai(status = 429, content_type = "application/problem+json")]
     TooManyRequests(Json<ProblemBody>, #[oai(header = "Retry-After")] u64),
@@ -149,6 +152,27 @@ impl Problem {
         Problem::Conflict(body(409, types::CONFLICT, "Conflict", Some(detail.into())))
     }
 
+    /// A body that does not parse as the operation's JSON: the field named if the
+    /// parser's message names one, the message itself never echoed (it can quote the
+    /// value sent, a password say).
+    pub fn unparsed_body(reason: &str) -> Self {
+        let field = field_in(reason).unwrap_or_else(|| "body".to_owned());
+        Problem::invalid(
+            &field,
+            "is not valid JSON of the expected shape (see /openapi.json)",
+        )
+    }
+
+    /// A body of a media type the operation does not take.
+    pub fn unsupported_media_type(detail: &str) -> Self {
+        Problem::UnsupportedMediaType(body(
+            415,
+            types::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            Some(detail.into()),
+        ))
+    }
+
     /// Too many requests.
     pub fn rate_limited(retry_after: u64) -> Self {
         Problem::TooManyRequests(
@@ -176,6 +200,7 @@ impl Problem {
             Problem::Forbidden(_) => 403,
             Problem::NotFound(_) => 404,
             Problem::Conflict(_) => 409,
+            Problem::UnsupportedMediaType(_) => 415,
             Problem::TooManyRequests(..) => 429,
             Problem::Internal(_) => 500,
             Problem::Unavailable(_) => 503,
@@ -190,6 +215,7 @@ impl Problem {
             | Problem::Forbidden(b)
             | Problem::NotFound(b)
             | Problem::Conflict(b)
+            | Problem::UnsupportedMediaType(b)
             | Problem::TooManyRequests(b, _)
             | Problem::Internal(b)
             | Problem::Unavailable(b) => &b.0.kind,
@@ -301,13 +327,7 @@ pub fn from_poem_error(err: poem::Error) -> Response {
         return problem_response(Problem::invalid(e.name, &e.reason));
     }
     if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
-        // The parser's message can quote the value sent (a password, say): name the
-        // field if it can be found, never echo the reason.
-        let field = field_in(&e.reason).unwrap_or_else(|| "body".to_owned());
-        return problem_response(Problem::invalid(
-            &field,
-            "is not valid JSON of the expected shape (see /openapi.json)",
-        ));
+        return problem_response(Problem::unparsed_body(&e.reason));
     }
     if err.is::<AuthorizationError>() {
         return problem_response(Problem::unauthenticated(

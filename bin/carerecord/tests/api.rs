@@ -219,6 +219,127 @@ async fn every_endpoint_against_every_role(api: &Api, cast: &Cast) {
     }
 }
 
+/// A role the operation rules out is refused (403, audited as such) before anything the
+/// request carries is read: a malformed path, query or body, or a body of another media
+/// type, gets the same refusal a well-formed one would, never a 400 or 415 that goes
+/// unaudited. The role the operation is for gets the input's own problem.
+async fn refused_before_input_is_read(api: &Api, db: &Database) {
+    let audit = SqlAuditLog::new(db.clone());
+    let json = "application/json";
+    let cases: &[(&str, Method, &str, &str, &str)] = &[
+        ("gp", Method::POST, "/api/v1/users", json, "{"),
+        ("gp", Method::POST, "/api/v1/users", "text/plain", "x"),
+        (
+            "clinician",
+            Method::PUT,
+            "/api/v1/users/%20!/password",
+            json,
+            r#"{"password": 1}"#,
+        ),
+        (
+            "pharmacist",
+            Method::POST,
+            "/api/v1/users/%20!/disable",
+            json,
+            "",
+        ),
+        ("auditor", Method::POST, "/api/v1/organisations", json, "[]"),
+        (
+            "gp",
+            Method::POST,
+            "/api/v1/consent/123/changes",
+            json,
+            r#"{"change": 5}"#,
+        ),
+        ("gp", Method::GET, "/api/v1/consent/123", json, ""),
+        (
+            "social_worker",
+            Method::GET,
+            "/api/v1/identity/123",
+            json,
+            "",
+        ),
+        (
+            "social_worker",
+            Method::GET,
+            "/api/v1/access-reports/123",
+            json,
+            "",
+        ),
+        ("dpo", Method::GET, "/api/v1/people/not-a-uuid", json, ""),
+        (
+            "pharmacist",
+            Method::GET,
+            "/api/v1/people/not-a-uuid/referrals",
+            json,
+            "",
+        ),
+        (
+            "gp",
+            Method::GET,
+            "/api/v1/people/not-a-uuid/sources",
+            json,
+            "",
+        ),
+        ("dpo", Method::GET, "/api/v1/people?nhs_number=1", json, ""),
+        ("gp", Method::GET, "/api/v1/quarantine/not-a-uuid", json, ""),
+        (
+            "gp",
+            Method::POST,
+            "/api/v1/quarantine/not-a-uuid/resubmit",
+            json,
+            "",
+        ),
+        (
+            "gp",
+            Method::POST,
+            "/api/v1/feeds/%20!/messages",
+            "application/hl7-v2",
+            "x",
+        ),
+    ];
+    for (role, method, path, content_type, body) in cases {
+        let token = api.token(role).await;
+        let before = audit.head().await.unwrap().len;
+        let req = api
+            .http
+            .request(method.clone(), format!("{}{path}", api.base))
+            .bearer_auth(&token)
+            .header("content-type", *content_type)
+            .body(body.to_string());
+        let a = Answer::of(req).await;
+        let what = format!("{role} {method} {path} {content_type} {body:?}");
+        assert_problem(&a, 403, "/forbidden", &what);
+        let events = audit.read(before, 10).await.unwrap();
+        assert_eq!(events.len(), 1, "{what}: {events:?}");
+        assert_eq!(events[0].event.user.as_str(), *role, "{what}");
+        assert_eq!(
+            events[0].event.outcome,
+            Outcome::Denied(DenyReason::RoleNotPermitted),
+            "{what}"
+        );
+    }
+    // The operation's own role is told what is wrong with its input.
+    let manager = api.token("system_manager").await;
+    let malformed = post_raw(api, "/api/v1/users", Some(&manager), json, b"{".to_vec()).await;
+    assert_problem(&malformed, 400, "/invalid-request", "malformed body");
+    let text = post_raw(
+        api,
+        "/api/v1/users",
+        Some(&manager),
+        "text/plain",
+        b"x".to_vec(),
+    )
+    .await;
+    assert_problem(&text, 415, "/unsupported-media-type", "text body");
+    let dpo = api.token("dpo").await;
+    let missing = api
+        .get("/api/v1/access-reports/9434765919?from=2020-01-01", &dpo)
+        .await;
+    assert_problem(&missing, 400, "/invalid-request", "no `to`");
+    assert_eq!(missing.body["field"], "to", "{}", missing.text);
+}
+
 async fn opted_out_people_are_invisible(api: &Api, cast: &Cast) {
     let unknown = uuid::Uuid::now_v7().to_string();
     for role in ["gp", "clinician", "social_worker", "pharmacist"] {
@@ -1306,6 +1427,7 @@ async fn suite(url: &str) {
     let cast = cast();
     service_endpoints(&api).await;
     every_endpoint_against_every_role(&api, &cast).await;
+    refused_before_input_is_read(&api, &db).await;
     opted_out_people_are_invisible(&api, &cast).await;
     ask_first_needs_a_basis(&api, &cast).await;
     deceased_rules(&api, &cast).await;
