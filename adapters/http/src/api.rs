@@ -22,10 +22,10 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi, ResponseContent, SecurityScheme, Tags};
 use uuid::Uuid;
 
+use crate::deferred::Deferred;
 use crate::dto::*;
 use crate::feedbody::{FeedSubmission, FhirBody, Hl7Body};
 use crate::network::ClientAddr;
-use crate::payload::JsonBody;
 use crate::problem::Problem;
 use crate::{AppState, FeedBody};
 
@@ -452,16 +452,17 @@ impl PeopleApi {
         family: Query<Option<String>>,
         birth_date: Query<Option<String>>,
         postcode: Query<Option<String>>,
-        include_deceased: Query<Option<bool>>,
+        include_deceased: Deferred<Query<Option<bool>>>,
         #[oai(name = "X-Purpose-Of-Use")] _purpose: Header<Option<String>>,
     ) -> ApiResult<SearchResultsDto> {
         let started = Instant::now();
         let actor = admitted(&self.0, req, &auth, Action::SearchPeople, "search").await?;
+        let include_deceased = include_deceased.parse()?.0.unwrap_or(false);
         let criteria = criteria(nhs_number.0, family.0, birth_date.0, postcode.0)?;
         let results = self
             .0
             .services
-            .search_people(&actor, &criteria, include_deceased.0.unwrap_or(false))
+            .search_people(&actor, &criteria, include_deceased)
             .await
             .map_err(|e| failed(&self.0, e))?;
         if results.hits.is_empty() {
@@ -691,7 +692,7 @@ impl DpoApi {
         req: &Request,
         auth: BearerAuth,
         nhs_number: Path<String>,
-        body: JsonBody<ConsentChangeRequest>,
+        body: Deferred<Json<ConsentChangeRequest>>,
     ) -> ApiResult<ConsentDto> {
         let actor = admitted(&self.0, req, &auth, Action::AdministerConsent, "consent").await?;
         let body = body.parse()?;
@@ -742,8 +743,8 @@ impl DpoApi {
         req: &Request,
         auth: BearerAuth,
         nhs_number: Path<String>,
-        from: Query<Required<String>>,
-        to: Query<Required<String>>,
+        from: Deferred<Query<String>>,
+        to: Deferred<Query<String>>,
         format: Query<Option<String>>,
     ) -> Result<ReportResponse, Problem> {
         let actor = admitted(
@@ -755,8 +756,8 @@ impl DpoApi {
         )
         .await?;
         let nhs = self::nhs_number("nhs_number", &nhs_number.0)?;
-        let from = parse_time("from", required(&from.0, "from")?, false)?;
-        let to = parse_time("to", required(&to.0, "to")?, true)?;
+        let from = parse_time("from", &from.parse()?.0, false)?;
+        let to = parse_time("to", &to.parse()?.0, true)?;
         let csv = match format.0.as_deref().map(str::trim) {
             None | Some("json") => false,
             Some("csv") => true,
@@ -845,7 +846,7 @@ impl AdminApi {
         &self,
         req: &Request,
         auth: BearerAuth,
-        body: JsonBody<NewUserRequest>,
+        body: Deferred<Json<NewUserRequest>>,
     ) -> Result<UserCreated, Problem> {
         let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users").await?;
         let body = body.parse()?;
@@ -927,7 +928,7 @@ impl AdminApi {
         req: &Request,
         auth: BearerAuth,
         username: Path<String>,
-        body: JsonBody<PasswordRequest>,
+        body: Deferred<Json<PasswordRequest>>,
     ) -> ApiResult<UserDto> {
         let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users").await?;
         let body = body.parse()?;
@@ -952,13 +953,14 @@ impl AdminApi {
         &self,
         req: &Request,
         auth: BearerAuth,
-        limit: Query<Option<usize>>,
+        limit: Deferred<Query<Option<usize>>>,
     ) -> ApiResult<Vec<SecurityEventDto>> {
-        let actor = actor(&self.0, req, &auth).await?;
+        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "security_events").await?;
+        let limit = limit.parse()?.0.unwrap_or(100);
         let events = self
             .0
             .accounts
-            .security_events(&actor, limit.0.unwrap_or(100))
+            .security_events(&actor, limit)
             .await
             .map_err(|e| failed(&self.0, e))?;
         Ok(Json(
@@ -997,7 +999,7 @@ impl AdminApi {
         &self,
         req: &Request,
         auth: BearerAuth,
-        body: JsonBody<NewOrganisationRequest>,
+        body: Deferred<Json<NewOrganisationRequest>>,
     ) -> Result<OrganisationCreated, Problem> {
         let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "organisations").await?;
         let body = body.parse()?;
@@ -1045,9 +1047,10 @@ impl AdminApi {
         req: &Request,
         auth: BearerAuth,
         source: Path<String>,
-        body: FeedSubmission,
+        body: Deferred<FeedSubmission>,
     ) -> ApiResult<FeedReportDto> {
         let actor = admitted(&self.0, req, &auth, Action::SubmitFeed, "feeds").await?;
+        let body = body.parse()?;
         let source =
             SourceId::parse(&source.0).map_err(|e| Problem::invalid("source", &e.reason))?;
         let session = self
@@ -1077,8 +1080,8 @@ impl AdminApi {
         req: &Request,
         auth: BearerAuth,
         source: Query<Option<String>>,
-        open: Query<Option<bool>>,
-        limit: Query<Option<usize>>,
+        open: Deferred<Query<Option<bool>>>,
+        limit: Deferred<Query<Option<usize>>>,
     ) -> ApiResult<Vec<QuarantineEntryDto>> {
         let actor = admitted(&self.0, req, &auth, Action::ViewFeedStatus, "quarantine").await?;
         let source = source
@@ -1089,12 +1092,12 @@ impl AdminApi {
             .map_err(|e| Problem::invalid("source", &e.reason))?;
         let filter = QuarantineFilter {
             source,
-            open_only: open.0.unwrap_or(false),
+            open_only: open.parse()?.0.unwrap_or(false),
         };
         let list = self
             .0
             .services
-            .quarantined(&actor, &filter, limit.0.unwrap_or(100))
+            .quarantined(&actor, &filter, limit.parse()?.0.unwrap_or(100))
             .await
             .map_err(|e| failed(&self.0, e))?;
         Ok(Json(

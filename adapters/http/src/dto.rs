@@ -17,9 +17,7 @@ use care_person::{Demographics, Gender, NhsNumber, SourceRecord, Sourced};
 use care_referral::Referral;
 use poem_openapi::Object;
 use poem_openapi::registry::MetaSchemaRef;
-use poem_openapi::types::{
-    ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type,
-};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use uuid::Uuid;
 
 /// A string in a request body, and only a string: poem-openapi's `String` also takes a
@@ -857,28 +855,6 @@ impl<T: ParseFromJSON> ParseFromJSON for Required<T> {
                 .map(|v| Required(Some(v)))
                 .map_err(ParseError::propagate),
         }
-    }
-}
-
-/// As a query parameter: required in the document, and a missing one refused by the
-/// handler (after it has admitted the caller), by name.
-impl<T: ParseFromParameter> ParseFromParameter for Required<T> {
-    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
-        T::parse_from_parameter(value)
-            .map(|v| Required(Some(v)))
-            .map_err(ParseError::propagate)
-    }
-
-    fn parse_from_parameters<I: IntoIterator<Item = A>, A: AsRef<str>>(
-        iter: I,
-    ) -> ParseResult<Self> {
-        let mut iter = iter.into_iter().peekable();
-        if iter.peek().is_none() {
-            return Ok(Required(None));
-        }
-        T::parse_from_parameters(iter)
-            .map(|v| Required(Some(v)))
-            .map_err(ParseError::propagate)
     }
 }
 

@@ -8,7 +8,7 @@ use poem_openapi::payload::{ParsePayload, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 
 /// The media type of a `Content-Type` value, lower case, without parameters.
-pub(crate) fn media_type(content_type: &str) -> String {
+fn media_type(content_type: &str) -> String {
     content_type
         .split(';')
         .next()

@@ -12,10 +12,10 @@
 #![allow(clippy::result_large_err)]
 
 mod api;
+mod deferred;
 mod dto;
 mod feedbody;
 mod network;
-mod payload;
 pub mod problem;
 mod ratelimit;
 

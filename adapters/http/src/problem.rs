@@ -163,6 +163,22 @@ impl Problem {
         )
     }
 
+    /// The problem with a request's input that poem-openapi refused: a parameter that
+    /// does not parse (named), a body that does not parse (its field named if the
+    /// parser's message names one), a body of a media type the operation does not take.
+    /// `None` for any other error (one reading the request, say).
+    pub fn of_refused_input(err: &poem::Error) -> Option<Self> {
+        use poem_openapi::error::{ContentTypeError, ParseParamError, ParseRequestPayloadError};
+        if let Some(e) = err.downcast_ref::<ParseParamError>() {
+            return Some(Problem::invalid(e.name, &e.reason));
+        }
+        if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
+            return Some(Problem::unparsed_body(&e.reason));
+        }
+        err.downcast_ref::<ContentTypeError>()
+            .map(|e| Problem::unsupported_media_type(&e.to_string()))
+    }
+
     /// A body of a media type the operation does not take.
     pub fn unsupported_media_type(detail: &str) -> Self {
         Problem::UnsupportedMediaType(body(
@@ -320,27 +336,14 @@ pub fn problem_response(problem: Problem) -> Response {
 /// that do not parse (naming the field), unknown paths, wrong methods, unsupported
 /// media types. Errors that already carry a problem pass through unchanged.
 pub fn from_poem_error(err: poem::Error) -> Response {
-    use poem_openapi::error::{
-        AuthorizationError, ContentTypeError, ParseParamError, ParseRequestPayloadError,
-    };
-    if let Some(e) = err.downcast_ref::<ParseParamError>() {
-        return problem_response(Problem::invalid(e.name, &e.reason));
-    }
-    if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
-        return problem_response(Problem::unparsed_body(&e.reason));
+    use poem_openapi::error::AuthorizationError;
+    if let Some(problem) = Problem::of_refused_input(&err) {
+        return problem_response(problem);
     }
     if err.is::<AuthorizationError>() {
         return problem_response(Problem::unauthenticated(
             "send Authorization: Bearer <token> from POST /api/v1/sessions",
         ));
-    }
-    if let Some(e) = err.downcast_ref::<ContentTypeError>() {
-        return generic(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            types::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported media type",
-            Some(e.to_string()),
-        );
     }
     let status = err.status();
     let response = err.into_response();

@@ -281,7 +281,34 @@ async fn refused_before_input_is_read(api: &Api, db: &Database) {
             json,
             "",
         ),
-        ("dpo", Method::GET, "/api/v1/people?nhs_number=1", json, ""),
+        (
+            "dpo",
+            Method::GET,
+            "/api/v1/people?nhs_number=1&include_deceased=maybe",
+            json,
+            "",
+        ),
+        (
+            "gp",
+            Method::GET,
+            "/api/v1/security-events?limit=abc",
+            json,
+            "",
+        ),
+        (
+            "gp",
+            Method::GET,
+            "/api/v1/quarantine?limit=-1&open=maybe",
+            json,
+            "",
+        ),
+        (
+            "gp",
+            Method::POST,
+            "/api/v1/feeds/demo-feed/messages",
+            "text/plain",
+            "x",
+        ),
         ("gp", Method::GET, "/api/v1/quarantine/not-a-uuid", json, ""),
         (
             "gp",
@@ -338,6 +365,19 @@ async fn refused_before_input_is_read(api: &Api, db: &Database) {
         .await;
     assert_problem(&missing, 400, "/invalid-request", "no `to`");
     assert_eq!(missing.body["field"], "to", "{}", missing.text);
+    let limit = api.get("/api/v1/security-events?limit=abc", &manager).await;
+    assert_problem(&limit, 400, "/invalid-request", "limit=abc");
+    assert_eq!(limit.body["field"], "limit", "{}", limit.text);
+    let feed = api.token("feed").await;
+    let text = post_raw(
+        api,
+        "/api/v1/feeds/demo-feed/messages",
+        Some(&feed),
+        "text/plain",
+        b"x".to_vec(),
+    )
+    .await;
+    assert_problem(&text, 415, "/unsupported-media-type", "feed as text/plain");
 }
 
 async fn opted_out_people_are_invisible(api: &Api, cast: &Cast) {
