@@ -135,8 +135,8 @@ impl Services {
 
     /// Refuses (and audits) a request for `action` that the actor's role or declared
     /// purpose rules out whatever it concerns, before anything the request carries is
-    /// read: an adapter calls it before it parses a request's input, so that a role that
-    /// may not do something is refused, and the attempt audited, whatever it sent. The
+    /// judged: an adapter calls it before it validates a request's input, so that a role
+    /// that may not do something is refused, and the attempt audited, whatever it sent. The
     /// use case decides again on what it finds; a permitted caller is not audited here.
     pub async fn admit(
         &self,

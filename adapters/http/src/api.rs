@@ -97,7 +97,7 @@ async fn actor(state: &AppState, req: &Request, auth: &BearerAuth) -> Result<Act
 
 /// The actor, admitted to `action`: signed in, and refused (403, audited) if their role
 /// or declared purpose rules the action out, before anything else the request carries
-/// (path, query, body) is parsed. The use case decides again on what it finds.
+/// (path, query, body) is judged. The use case decides again on what it finds.
 async fn admitted(
     state: &AppState,
     req: &Request,
@@ -694,7 +694,14 @@ impl DpoApi {
         nhs_number: Path<String>,
         body: Deferred<Json<ConsentChangeRequest>>,
     ) -> ApiResult<ConsentDto> {
-        let actor = admitted(&self.0, req, &auth, Action::AdministerConsent, "consent").await?;
+        let actor = admitted(
+            &self.0,
+            req,
+            &auth,
+            Action::AdministerConsent,
+            "consent:change",
+        )
+        .await?;
         let body = body.parse()?;
         let nhs = self::nhs_number("nhs_number", &nhs_number.0)?;
         let command = consent_command(&body)?;
@@ -848,7 +855,7 @@ impl AdminApi {
         auth: BearerAuth,
         body: Deferred<Json<NewUserRequest>>,
     ) -> Result<UserCreated, Problem> {
-        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users").await?;
+        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users:create").await?;
         let body = body.parse()?;
         let new = NewUser {
             user: username(required(&body.username, "username")?)?,
@@ -883,7 +890,7 @@ impl AdminApi {
         auth: BearerAuth,
         username: Path<String>,
     ) -> ApiResult<UserDto> {
-        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users").await?;
+        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users:disable").await?;
         let user = self::username(&username.0)?;
         let done = self
             .0
@@ -906,7 +913,7 @@ impl AdminApi {
         auth: BearerAuth,
         username: Path<String>,
     ) -> ApiResult<UserDto> {
-        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users").await?;
+        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users:enable").await?;
         let user = self::username(&username.0)?;
         let done = self
             .0
@@ -930,7 +937,14 @@ impl AdminApi {
         username: Path<String>,
         body: Deferred<Json<PasswordRequest>>,
     ) -> ApiResult<UserDto> {
-        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "users").await?;
+        let actor = admitted(
+            &self.0,
+            req,
+            &auth,
+            Action::ManageUsers,
+            "users:reset_password",
+        )
+        .await?;
         let body = body.parse()?;
         let user = self::username(&username.0)?;
         let done = self
@@ -955,7 +969,14 @@ impl AdminApi {
         auth: BearerAuth,
         limit: Deferred<Query<Option<usize>>>,
     ) -> ApiResult<Vec<SecurityEventDto>> {
-        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "security_events").await?;
+        let actor = admitted(
+            &self.0,
+            req,
+            &auth,
+            Action::ManageUsers,
+            "security_events:list",
+        )
+        .await?;
         let limit = limit.parse()?.0.unwrap_or(100);
         let events = self
             .0
@@ -1001,7 +1022,14 @@ impl AdminApi {
         auth: BearerAuth,
         body: Deferred<Json<NewOrganisationRequest>>,
     ) -> Result<OrganisationCreated, Problem> {
-        let actor = admitted(&self.0, req, &auth, Action::ManageUsers, "organisations").await?;
+        let actor = admitted(
+            &self.0,
+            req,
+            &auth,
+            Action::ManageUsers,
+            "organisations:create",
+        )
+        .await?;
         let body = body.parse()?;
         let id = OrganisationId::parse(required(&body.id, "id")?)
             .map_err(|e| Problem::invalid("id", &e.reason))?;
@@ -1049,7 +1077,7 @@ impl AdminApi {
         source: Path<String>,
         body: Deferred<FeedSubmission>,
     ) -> ApiResult<FeedReportDto> {
-        let actor = admitted(&self.0, req, &auth, Action::SubmitFeed, "feeds").await?;
+        let actor = admitted(&self.0, req, &auth, Action::SubmitFeed, "source").await?;
         let body = body.parse()?;
         let source =
             SourceId::parse(&source.0).map_err(|e| Problem::invalid("source", &e.reason))?;
@@ -1147,7 +1175,7 @@ impl AdminApi {
             req,
             &auth,
             Action::ResubmitQuarantine,
-            "quarantine",
+            "quarantine:resubmit",
         )
         .await?;
         let id = quarantine_id(&id.0)?;

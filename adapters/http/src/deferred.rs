@@ -13,8 +13,11 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use crate::problem::Problem;
 
 /// An extractor (`Json<T>`, `Query<T>`, a request enum) whose refusal of the input
-/// waits for [`Deferred::parse`]. Failures to read the request at all (a body over the
-/// size limit, a broken connection) are not deferred.
+/// waits for [`Deferred::parse`]. The input is still read and parsed before the handler
+/// runs; only the verdict waits. Not deferred: failures to read the request at all (a
+/// body over the size limit, a broken connection), an `#[oai(validator…)]` on the
+/// parameter, and path parameters (poem-openapi finds those by the type name `Path`:
+/// keep them `Path<String>` and parse in the handler).
 pub struct Deferred<E>(Result<E, Problem>);
 
 impl<E> Deferred<E> {

@@ -142,13 +142,17 @@ fn not_on_sea() -> DbErr {
     DbErr::Custom("a SQLite unit of work's statements run on its own connection".to_owned())
 }
 
-/// The options of a write transaction (a unit of work, an audit batch): on SQLite
+/// The options of a write transaction (a unit of work, an audit batch): on PostgreSQL
+/// READ COMMITTED, whatever the server's default (under REPEATABLE READ a second
+/// server's `FOR UPDATE` on the audit head would fail instead of waiting); on SQLite
 /// `BEGIN IMMEDIATE`, which holds the write lock from the start and so never fails to
-/// upgrade a read; on PostgreSQL the default, which every connection sets to READ
-/// COMMITTED when it opens ([`crate::Database::connect_with`]).
+/// upgrade a read.
 pub(crate) fn write_options(backend: DbBackend) -> TransactionOptions {
     match backend {
-        DbBackend::Postgres => TransactionOptions::default(),
+        DbBackend::Postgres => TransactionOptions {
+            isolation_level: Some(sea_orm::IsolationLevel::ReadCommitted),
+            ..TransactionOptions::default()
+        },
         _ => TransactionOptions {
             sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()

@@ -157,6 +157,8 @@ impl Database {
             // A connection is checked (a round trip) before use only once it has been
             // idle long enough for the server or a firewall to have dropped it, not at
             // every statement: on PostgreSQL the check was a round trip more per query.
+            // A connection that broke more recently (a database restart) fails the one
+            // statement that finds it broken, and is then closed, not reused.
             .test_before_acquire_if_idle_for(IDLE_BEFORE_PING);
         if url.starts_with("sqlite:") {
             let cache = format!("-{}", u64::from(pool.sqlite_cache_mib) * 1024);
@@ -185,14 +187,7 @@ impl Database {
         } else {
             options
                 .max_connections(pool.postgres_connections)
-                .min_connections(1)
-                // Every transaction READ COMMITTED whatever the server's default (under
-                // REPEATABLE READ a second server's `FOR UPDATE` on the audit head would
-                // fail instead of waiting), said once at connect, in the start-up
-                // message: not a `SET TRANSACTION` round trip per transaction.
-                .map_sqlx_postgres_opts(|o| {
-                    o.options([("default_transaction_isolation", "read committed")])
-                });
+                .min_connections(1);
         }
         let conn = SeaDatabase::connect(options)
             .await

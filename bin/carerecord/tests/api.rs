@@ -226,15 +226,34 @@ async fn every_endpoint_against_every_role(api: &Api, cast: &Cast) {
 async fn refused_before_input_is_read(api: &Api, db: &Database) {
     let audit = SqlAuditLog::new(db.clone());
     let json = "application/json";
-    let cases: &[(&str, Method, &str, &str, &str)] = &[
-        ("gp", Method::POST, "/api/v1/users", json, "{"),
-        ("gp", Method::POST, "/api/v1/users", "text/plain", "x"),
+    // (role, method, path, content type, body, the action and resource audited)
+    let cases: &[(&str, Method, &str, &str, &str, Action, &str)] = &[
+        (
+            "gp",
+            Method::POST,
+            "/api/v1/users",
+            json,
+            "{",
+            Action::ManageUsers,
+            "users:create",
+        ),
+        (
+            "gp",
+            Method::POST,
+            "/api/v1/users",
+            "text/plain",
+            "x",
+            Action::ManageUsers,
+            "users:create",
+        ),
         (
             "clinician",
             Method::PUT,
             "/api/v1/users/%20!/password",
             json,
             r#"{"password": 1}"#,
+            Action::ManageUsers,
+            "users:reset_password",
         ),
         (
             "pharmacist",
@@ -242,22 +261,53 @@ async fn refused_before_input_is_read(api: &Api, db: &Database) {
             "/api/v1/users/%20!/disable",
             json,
             "",
+            Action::ManageUsers,
+            "users:disable",
         ),
-        ("auditor", Method::POST, "/api/v1/organisations", json, "[]"),
+        (
+            "pharmacist",
+            Method::POST,
+            "/api/v1/users/%20!/enable",
+            json,
+            "",
+            Action::ManageUsers,
+            "users:enable",
+        ),
+        (
+            "auditor",
+            Method::POST,
+            "/api/v1/organisations",
+            json,
+            "[]",
+            Action::ManageUsers,
+            "organisations:create",
+        ),
         (
             "gp",
             Method::POST,
             "/api/v1/consent/123/changes",
             json,
             r#"{"change": 5}"#,
+            Action::AdministerConsent,
+            "consent:change",
         ),
-        ("gp", Method::GET, "/api/v1/consent/123", json, ""),
+        (
+            "gp",
+            Method::GET,
+            "/api/v1/consent/123",
+            json,
+            "",
+            Action::AdministerConsent,
+            "consent",
+        ),
         (
             "social_worker",
             Method::GET,
             "/api/v1/identity/123",
             json,
             "",
+            Action::FindIdentity,
+            "identity",
         ),
         (
             "social_worker",
@@ -265,14 +315,35 @@ async fn refused_before_input_is_read(api: &Api, db: &Database) {
             "/api/v1/access-reports/123",
             json,
             "",
+            Action::RunAccessReport,
+            "access_report",
         ),
-        ("dpo", Method::GET, "/api/v1/people/not-a-uuid", json, ""),
+        (
+            "dpo",
+            Method::GET,
+            "/api/v1/people/not-a-uuid",
+            json,
+            "",
+            Action::ReadDemographics,
+            "summary",
+        ),
         (
             "pharmacist",
             Method::GET,
             "/api/v1/people/not-a-uuid/referrals",
             json,
             "",
+            Action::ReadReferrals,
+            "referrals",
+        ),
+        (
+            "auditor",
+            Method::GET,
+            "/api/v1/people/not-a-uuid/gp-summary",
+            json,
+            "",
+            Action::ReadGpSummary,
+            "gp_summary",
         ),
         (
             "gp",
@@ -280,6 +351,8 @@ async fn refused_before_input_is_read(api: &Api, db: &Database) {
             "/api/v1/people/not-a-uuid/sources",
             json,
             "",
+            Action::ReadSourceDemographics,
+            "source_demographics",
         ),
         (
             "dpo",
@@ -287,6 +360,8 @@ async fn refused_before_input_is_read(api: &Api, db: &Database) {
             "/api/v1/people?nhs_number=1&include_deceased=maybe",
             json,
             "",
+            Action::SearchPeople,
+            "search",
         ),
         (
             "gp",
@@ -294,6 +369,8 @@ async fn refused_before_input_is_read(api: &Api, db: &Database) {
             "/api/v1/security-events?limit=abc",
             json,
             "",
+            Action::ManageUsers,
+            "security_events:list",
         ),
         (
             "gp",
@@ -301,6 +378,26 @@ async fn refused_before_input_is_read(api: &Api, db: &Database) {
             "/api/v1/quarantine?limit=-1&open=maybe",
             json,
             "",
+            Action::ViewFeedStatus,
+            "quarantine",
+        ),
+        (
+            "gp",
+            Method::GET,
+            "/api/v1/quarantine/not-a-uuid",
+            json,
+            "",
+            Action::ViewFeedStatus,
+            "quarantine",
+        ),
+        (
+            "gp",
+            Method::POST,
+            "/api/v1/quarantine/not-a-uuid/resubmit",
+            json,
+            "",
+            Action::ResubmitQuarantine,
+            "quarantine:resubmit",
         ),
         (
             "gp",
@@ -308,14 +405,8 @@ async fn refused_before_input_is_read(api: &Api, db: &Database) {
             "/api/v1/feeds/demo-feed/messages",
             "text/plain",
             "x",
-        ),
-        ("gp", Method::GET, "/api/v1/quarantine/not-a-uuid", json, ""),
-        (
-            "gp",
-            Method::POST,
-            "/api/v1/quarantine/not-a-uuid/resubmit",
-            json,
-            "",
+            Action::SubmitFeed,
+            "source",
         ),
         (
             "gp",
@@ -323,9 +414,11 @@ async fn refused_before_input_is_read(api: &Api, db: &Database) {
             "/api/v1/feeds/%20!/messages",
             "application/hl7-v2",
             "x",
+            Action::SubmitFeed,
+            "source",
         ),
     ];
-    for (role, method, path, content_type, body) in cases {
+    for (role, method, path, content_type, body, action, resource) in cases {
         let token = api.token(role).await;
         let before = audit.head().await.unwrap().len;
         let req = api
@@ -340,6 +433,12 @@ async fn refused_before_input_is_read(api: &Api, db: &Database) {
         let events = audit.read(before, 10).await.unwrap();
         assert_eq!(events.len(), 1, "{what}: {events:?}");
         assert_eq!(events[0].event.user.as_str(), *role, "{what}");
+        assert_eq!(events[0].event.action, *action, "{what}");
+        assert_eq!(
+            events[0].event.resource.as_deref(),
+            Some(*resource),
+            "{what}"
+        );
         assert_eq!(
             events[0].event.outcome,
             Outcome::Denied(DenyReason::RoleNotPermitted),
