@@ -349,7 +349,33 @@ async fn postgres_adapters_keep_every_port_contract() {
     set_default_isolation(&db, Some("repeatable read")).await;
     two_servers_one_chain(&url).await;
     set_default_isolation(&db, None).await;
+    a_dropped_transaction_lets_go_of_its_locks(&url).await;
     tampering_is_refused_and_found(&db).await;
+}
+
+/// A transaction dropped without a commit (a request cancelled mid-write) lets go of its
+/// locks at once, though the pool no longer pings every connection it takes back: it
+/// still flushes a queued `ROLLBACK` (vendor/README.md, the second sqlx-core change).
+async fn a_dropped_transaction_lets_go_of_its_locks(url: &str) {
+    use sea_orm::TransactionTrait;
+    let lock = "SELECT len FROM audit_head WHERE id = 1 FOR UPDATE";
+    let (a, b) = (
+        Database::connect(url).await.unwrap(),
+        Database::connect(url).await.unwrap(),
+    );
+    let dropped = a.connection().begin().await.unwrap();
+    dropped.execute_unprepared(lock).await.unwrap();
+    drop(dropped);
+    let other = b.connection().begin().await.unwrap();
+    other
+        .execute_unprepared("SET LOCAL lock_timeout = '5s'")
+        .await
+        .unwrap();
+    other
+        .execute_unprepared(lock)
+        .await
+        .expect("the dropped transaction still holds the audit head's lock");
+    other.rollback().await.unwrap();
 }
 
 /// Sets the database's default isolation level (`None`: back to the server's), for
