@@ -354,8 +354,9 @@ async fn postgres_adapters_keep_every_port_contract() {
 }
 
 /// A transaction dropped without a commit (a request cancelled mid-write) lets go of its
-/// locks at once, though the pool no longer pings every connection it takes back: it
-/// still flushes a queued `ROLLBACK` (vendor/README.md, the second sqlx-core change).
+/// locks at once: the pool flushes its queued `ROLLBACK` when it takes the connection
+/// back (sqlx pings every connection it takes back; a change that skips that ping must
+/// keep this).
 async fn a_dropped_transaction_lets_go_of_its_locks(url: &str) {
     use sea_orm::TransactionTrait;
     let lock = "SELECT len FROM audit_head WHERE id = 1 FOR UPDATE";

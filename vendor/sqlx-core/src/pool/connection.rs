@@ -304,16 +304,6 @@ impl<DB: Database> Floating<DB, Live<DB>> {
             }
         }
 
-        // Care Record patch (vendor/README.md): a connection with nothing queued to write
-        // and no transaction open goes back as it is, without the round trip of a ping.
-        // A reply still owed by a cancelled statement is waited for by the next statement
-        // (every driver's executor starts by waiting until the connection is ready), and
-        // a dropped transaction's ROLLBACK is queued, so it is still flushed below.
-        if !self.raw.should_flush() && !self.raw.is_in_transaction() {
-            self.release();
-            return true;
-        }
-
         // test the connection on-release to ensure it is still viable,
         // and flush anything time-sensitive like transaction rollbacks
         // if an Executor future/stream is dropped during an `.await` call, the connection
