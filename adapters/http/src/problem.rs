@@ -152,41 +152,31 @@ impl Problem {
         Problem::Conflict(body(409, types::CONFLICT, "Conflict", Some(detail.into())))
     }
 
-    /// A body that does not parse as the operation's JSON: the field named if the
-    /// parser's message names one, the message itself never echoed (it can quote the
-    /// value sent, a password say).
-    pub fn unparsed_body(reason: &str) -> Self {
-        let field = field_in(reason).unwrap_or_else(|| "body".to_owned());
-        Problem::invalid(
-            &field,
-            "is not valid JSON of the expected shape (see /openapi.json)",
-        )
-    }
-
     /// The problem with a request's input that poem-openapi refused: a parameter that
     /// does not parse (named), a body that does not parse (its field named if the
-    /// parser's message names one), a body of a media type the operation does not take.
-    /// `None` for any other error (one reading the request, say).
+    /// parser's message names one; the message itself is never echoed, as it can quote
+    /// the value sent, a password say), a body of a media type the operation does not
+    /// take. `None` for any other error (one reading the request, say).
     pub fn of_refused_input(err: &poem::Error) -> Option<Self> {
         use poem_openapi::error::{ContentTypeError, ParseParamError, ParseRequestPayloadError};
         if let Some(e) = err.downcast_ref::<ParseParamError>() {
             return Some(Problem::invalid(e.name, &e.reason));
         }
         if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
-            return Some(Problem::unparsed_body(&e.reason));
+            let field = field_in(&e.reason).unwrap_or_else(|| "body".to_owned());
+            return Some(Problem::invalid(
+                &field,
+                "is not valid JSON of the expected shape (see /openapi.json)",
+            ));
         }
-        err.downcast_ref::<ContentTypeError>()
-            .map(|e| Problem::unsupported_media_type(&e.to_string()))
-    }
-
-    /// A body of a media type the operation does not take.
-    pub fn unsupported_media_type(detail: &str) -> Self {
-        Problem::UnsupportedMediaType(body(
-            415,
-            types::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported media type",
-            Some(detail.into()),
-        ))
+        err.downcast_ref::<ContentTypeError>().map(|e| {
+            Problem::UnsupportedMediaType(body(
+                415,
+                types::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported media type",
+                Some(e.to_string()),
+            ))
+        })
     }
 
     /// Too many requests.

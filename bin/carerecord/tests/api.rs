@@ -220,10 +220,10 @@ async fn every_endpoint_against_every_role(api: &Api, cast: &Cast) {
 }
 
 /// A role the operation rules out is refused (403, audited as such) before anything the
-/// request carries is read: a malformed path, query or body, or a body of another media
+/// request carries is judged: a malformed path, query or body, or a body of another media
 /// type, gets the same refusal a well-formed one would, never a 400 or 415 that goes
 /// unaudited. The role the operation is for gets the input's own problem.
-async fn refused_before_input_is_read(api: &Api, db: &Database) {
+async fn refused_before_input_is_judged(api: &Api, db: &Database) {
     let audit = SqlAuditLog::new(db.clone());
     let json = "application/json";
     // (role, method, path, content type, body, the action and resource audited)
@@ -1566,7 +1566,7 @@ async fn suite(url: &str) {
     let cast = cast();
     service_endpoints(&api).await;
     every_endpoint_against_every_role(&api, &cast).await;
-    refused_before_input_is_read(&api, &db).await;
+    refused_before_input_is_judged(&api, &db).await;
     opted_out_people_are_invisible(&api, &cast).await;
     ask_first_needs_a_basis(&api, &cast).await;
     deceased_rules(&api, &cast).await;
